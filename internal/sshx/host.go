@@ -1,0 +1,498 @@
+package sshx
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/mohd-dev/mohd/internal/remote"
+)
+
+// host implements remote.Host over a pooled connection.
+type host struct {
+	p     *Pool
+	chain []*endpoint // bastions..., target
+	ep    *endpoint   // the target
+	name  string
+	slot  *slot
+}
+
+var _ remote.Host = (*host)(nil)
+
+func (h *host) Name() string { return h.name }
+
+// Command returns the command line sent to the server for c: the command
+// itself, or "sudo -n [-H -u USER] -- sh -c '...'" when escalating.
+func (h *host) command(cmd, asUser string) (line string, sudo bool) {
+	if asUser == h.ep.auth.user && !h.p.sudo {
+		asUser = ""
+	}
+	if asUser == "" && !h.p.sudo {
+		return cmd, false
+	}
+	var b strings.Builder
+	b.WriteString("sudo -n ")
+	if asUser != "" {
+		b.WriteString("-H -u " + remote.Quote(asUser) + " ")
+	}
+	b.WriteString("-- sh -c " + remote.Quote(cmd))
+	return b.String(), true
+}
+
+// Run implements remote.Host.
+func (h *host) Run(ctx context.Context, c remote.Cmd) (remote.Result, error) {
+	red := h.p.red
+	red.Add(c.Secrets...)
+	line, sudo := h.command(c.Command, c.AsUser)
+	step := redactedStep(c, red)
+	h.p.log.Debug("ssh: run", map[string]any{
+		"host": h.name, "step": step, "command": red.Redact(c.Command), "sudo": sudo, "as_user": c.AsUser,
+	})
+	r, sig, err := h.exec(ctx, line, c.Stdin)
+	fields := map[string]any{"host": h.name, "step": step, "duration_ms": r.Duration.Milliseconds()}
+	if err != nil {
+		err = h.stepErr(step, err)
+		fields["error"] = red.Redact(err.Error())
+		h.p.log.Warn("ssh: command did not complete", fields)
+		return r, err
+	}
+	fields["exit_code"] = r.ExitCode
+	if r.ExitCode == 0 && sig == "" {
+		h.p.log.Info("ssh: command done", fields)
+		return r, nil
+	}
+	ee := remote.NewExitError(h.name, c, r.ExitCode, sig, r.Stderr, red)
+	if sudo {
+		classifySudo(ee, string(r.Stderr), h.ep.auth.user)
+	}
+	fields["stderr_tail"] = ee.Stderr
+	if sig != "" {
+		fields["signal"] = sig
+	}
+	h.p.log.Info("ssh: command done", fields)
+	return r, ee
+}
+
+// redactedStep is c's step name, redacted before it is shortened (so a
+// secret cut in half by shortening is still hidden).
+func redactedStep(c remote.Cmd, red *remote.Redactor) string {
+	if c.Desc != "" {
+		return red.Redact(c.Desc)
+	}
+	return remote.ShortCommand(red.Redact(c.Command))
+}
+
+func (h *host) stepErr(step string, err error) error {
+	var ce *ConnectError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("step %q: %w", step, err)
+	}
+	return fmt.Errorf("%s: step %q: %w", h.name, step, err)
+}
+
+// classifySudo recognises sudo's own failures in a sudo-wrapped command.
+func classifySudo(ee *remote.ExitError, stderr, user string) {
+	has := func(subs ...string) bool {
+		for _, s := range subs {
+			if strings.Contains(stderr, s) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case ee.ExitCode == 1 && has("a password is required", "a terminal is required", "no tty present"):
+		ee.Err = remote.ErrSudoPasswordRequired
+		ee.Hint = fmt.Sprintf("MOHD runs commands with \"sudo -n\" and requires passwordless sudo for user %q: "+
+			"add \"%s ALL=(ALL) NOPASSWD: ALL\" to /etc/sudoers.d/%s, or connect as root", user, user, user)
+	case ee.ExitCode == 1 && has("is not in the sudoers file", "is not allowed to execute", "may not run sudo"):
+		ee.Err = remote.ErrSudoNotAllowed
+		ee.Hint = fmt.Sprintf("allow user %q passwordless sudo: add \"%s ALL=(ALL) NOPASSWD: ALL\" to /etc/sudoers.d/%s, or connect as root", user, user, user)
+	case ee.ExitCode == 127 && has("sudo: not found", "sudo: command not found"):
+		ee.Err = remote.ErrSudoMissing
+		ee.Hint = "install sudo on the host or connect as root"
+	}
+}
+
+// session takes a session token and opens a session on the (re)connected
+// client. release closes the session and returns the token.
+func (h *host) session(ctx context.Context) (*ssh.Session, func(), error) {
+	held := false
+	token := func() {
+		if held {
+			held = false
+			<-h.slot.sem
+		}
+	}
+	backoff := 50 * time.Millisecond
+	refused, reconnects := 0, 0
+	for {
+		// Connect before queueing for a session token, so every caller
+		// waiting for this host shares the outcome of one dial.
+		c, err := h.p.conn(ctx, h.slot, h.chain)
+		if err != nil {
+			token()
+			return nil, nil, err
+		}
+		if !held {
+			select {
+			case h.slot.sem <- struct{}{}:
+				held = true
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
+		s, err := c.client.NewSession()
+		if err == nil {
+			var once sync.Once
+			return s, func() {
+				once.Do(func() {
+					_ = s.Close()
+					token()
+				})
+			}, nil
+		}
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			// OpenSSH answers "administratively prohibited: open failed"
+			// when MaxSessions is reached (other clients may share it).
+			refused++
+			if refused > 20 || (oce.Reason != ssh.ResourceShortage && oce.Reason != ssh.Prohibited) {
+				token()
+				return nil, nil, fmt.Errorf("server refused to open a session (MaxSessions reached?): %w", err)
+			}
+			h.p.log.Debug("ssh: session refused, retrying", map[string]any{"host": h.name, "error": err.Error()})
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				token()
+				return nil, nil, ctx.Err()
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		// The connection is dead (server restarted, network cut): drop
+		// it and dial again. The command never started, so this is safe.
+		c.close()
+		reconnects++
+		if reconnects > 2 {
+			token()
+			return nil, nil, fmt.Errorf("opening session: %w", err)
+		}
+		h.p.log.Info("ssh: connection lost, reconnecting", map[string]any{"host": h.name, "error": err.Error()})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent Write and Bytes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
+
+// cancelGrace is how long a cancelled command may take to report its end
+// after SIGTERM and channel close.
+const cancelGrace = 5 * time.Second
+
+// exec runs line in a new session. A non-zero exit is not an error here:
+// it is returned in Result.ExitCode (and sig for a signal).
+func (h *host) exec(ctx context.Context, line string, stdin []byte) (r remote.Result, sig string, err error) {
+	start := time.Now()
+	defer func() { r.Duration = time.Since(start) }()
+	s, release, err := h.session(ctx)
+	if err != nil {
+		return r, "", err
+	}
+	defer release()
+	var stdout, stderr lockedBuffer
+	s.Stdout, s.Stderr = &stdout, &stderr
+	in, err := s.StdinPipe()
+	if err != nil {
+		return r, "", err
+	}
+	if err := s.Start(line); err != nil {
+		return r, "", fmt.Errorf("starting command: %w", err)
+	}
+	// Errors writing stdin are ignored: a command may legitimately exit
+	// without reading it; uploads verify what arrived by checksum.
+	go func() {
+		_, _ = in.Write(stdin)
+		_ = in.Close()
+	}()
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	var werr error
+	select {
+	case werr = <-done:
+	case <-ctx.Done():
+		// Stop the remote work: signal, then close the channel.
+		_ = s.Signal(ssh.SIGTERM)
+		_ = s.Close()
+		select {
+		case <-done: //nolint:errcheck // the command's own error no longer matters once cancelled
+		case <-time.After(cancelGrace):
+		}
+		r.Stdout, r.Stderr, r.ExitCode = stdout.Bytes(), stderr.Bytes(), -1
+		return r, "", fmt.Errorf("cancelled, remote command terminated: %w", ctx.Err())
+	}
+	r.Stdout, r.Stderr = stdout.Bytes(), stderr.Bytes()
+	var ee *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case werr == nil:
+	case errors.As(werr, &ee):
+		r.ExitCode, sig = ee.ExitStatus(), ee.Signal()
+	case errors.As(werr, &missing):
+		r.ExitCode = -1
+		return r, "", errors.New("the command ended without an exit status (connection lost?)")
+	default:
+		r.ExitCode = -1
+		return r, "", fmt.Errorf("command interrupted: %w", werr)
+	}
+	return r, sig, nil
+}
+
+// Upload implements remote.Host.
+func (h *host) Upload(ctx context.Context, f remote.File) (bool, error) {
+	p := f.Path
+	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
+		return false, fmt.Errorf("%s: upload: path %q must be absolute and clean", h.name, p)
+	}
+	for _, id := range []string{f.Owner, f.Group} {
+		if strings.ContainsAny(id, ": \t\n") || strings.HasPrefix(id, "-") {
+			return false, fmt.Errorf("%s: upload %s: invalid owner/group %q", h.name, p, id)
+		}
+	}
+	start := time.Now()
+	mode := remote.ModeOctal(f.FileMode())
+	sum := sha256.Sum256(f.Content)
+	want := hex.EncodeToString(sum[:])
+	step := "upload " + p
+
+	res, err := h.Run(ctx, remote.Cmd{Command: inspectScript(p), Desc: step + " (inspect)"})
+	if err != nil {
+		return false, err
+	}
+	st := strings.Fields(string(res.Stdout))
+	switch {
+	case len(st) == 1 && st[0] == "missing":
+	case len(st) == 1 && st[0] == "notfile":
+		return false, fmt.Errorf("%s: %s: exists and is not a regular file", h.name, step)
+	case len(st) == 7 && st[0] == "present":
+		same := func(want, id, name string) bool { return want == "" || want == id || want == name }
+		metaOK := st[2] == mode && same(f.Owner, st[3], st[5]) && same(f.Group, st[4], st[6])
+		if st[1] == want {
+			if metaOK {
+				h.p.log.Info("ssh: upload unchanged", map[string]any{"host": h.name, "path": p, "duration_ms": time.Since(start).Milliseconds()})
+				return false, nil
+			}
+			if _, err := h.Run(ctx, remote.Cmd{Command: chownChmod(f, mode, remote.Quote(p)), Desc: step + " (set owner/mode)"}); err != nil {
+				return false, err
+			}
+			h.p.log.Info("ssh: upload changed owner/mode", map[string]any{"host": h.name, "path": p, "mode": mode, "duration_ms": time.Since(start).Milliseconds()})
+			return true, nil
+		}
+	default:
+		return false, fmt.Errorf("%s: %s: unexpected output from inspection: %q", h.name, step, remote.ShortCommand(string(res.Stdout)))
+	}
+	if _, err := h.Run(ctx, remote.Cmd{Command: writeScript(f, mode, want), Stdin: f.Content, Desc: step}); err != nil {
+		return false, err
+	}
+	h.p.log.Info("ssh: uploaded", map[string]any{"host": h.name, "path": p, "bytes": len(f.Content), "mode": mode, "duration_ms": time.Since(start).Milliseconds()})
+	return true, nil
+}
+
+func inspectScript(p string) string {
+	return `p=` + remote.Quote(p) + `
+if [ -e "$p" ] || [ -L "$p" ]; then
+  if [ ! -f "$p" ]; then echo notfile; exit 0; fi
+  h=$(sha256sum < "$p") || exit 1
+  s=$(stat -L -c '%a %u %g %U %G' -- "$p") || exit 1
+  echo "present ${h%% *} $s"
+else
+  echo missing
+fi`
+}
+
+// chownChmod sets owner, group and mode of the file named by quoted
+// (owner first: chown clears setuid bits).
+func chownChmod(f remote.File, mode, quoted string) string {
+	var b strings.Builder
+	b.WriteString("set -e\n")
+	switch {
+	case f.Owner != "" && f.Group != "":
+		b.WriteString("chown " + remote.Quote(f.Owner+":"+f.Group) + " -- " + quoted + "\n")
+	case f.Owner != "":
+		b.WriteString("chown " + remote.Quote(f.Owner) + " -- " + quoted + "\n")
+	case f.Group != "":
+		b.WriteString("chgrp " + remote.Quote(f.Group) + " -- " + quoted + "\n")
+	}
+	b.WriteString("chmod " + mode + " -- " + quoted + "\n")
+	return b.String()
+}
+
+func writeScript(f remote.File, mode, sum string) string {
+	dir := path.Dir(f.Path)
+	var b strings.Builder
+	b.WriteString("set -e\np=" + remote.Quote(f.Path) + "\nd=" + remote.Quote(dir) + "\n")
+	if f.MkdirParents {
+		b.WriteString("if [ ! -d \"$d\" ]; then umask 022; mkdir -p -- \"$d\"; fi\n")
+	} else {
+		b.WriteString("if [ ! -d \"$d\" ]; then echo \"mohd: parent directory $d does not exist\" >&2; exit 3; fi\n")
+	}
+	b.WriteString(`umask 077
+trap 'exit 143' HUP INT TERM PIPE
+t=$(mktemp "$d/.mohd-upload.XXXXXXXXXX")
+trap 'rm -f -- "$t"' EXIT
+cat > "$t"
+h=$(sha256sum < "$t")
+if [ "${h%% *}" != "` + sum + `" ]; then echo "mohd: received content does not match (sha256), upload incomplete" >&2; exit 4; fi
+`)
+	b.WriteString(strings.TrimPrefix(chownChmod(f, mode, `"$t"`), "set -e\n"))
+	b.WriteString("mv -f -- \"$t\" \"$p\"\ntrap - EXIT\n")
+	return b.String()
+}
+
+// lockScript takes flock on /run/lock/mohd-NAME.lock (or /var/lock) with
+// fd 9, prints "locked", then holds the lock in "cat" until stdin closes
+// (unlock, or the connection dies) or the process is signalled.
+func lockScript(name string, wait time.Duration) string {
+	w := ""
+	if wait > 0 {
+		w = fmt.Sprintf("-w %d ", int(math.Ceil(wait.Seconds())))
+	}
+	return `d=/run/lock
+{ [ -d "$d" ] && [ -w "$d" ]; } || d=/var/lock
+f="$d/mohd-` + name + `.lock"
+exec 9>>"$f" || exit 1
+flock ` + w + `9 || { echo "mohd: could not lock $f" >&2; exit 1; }
+echo locked
+exec cat >/dev/null`
+}
+
+// Lock implements remote.Host.
+func (h *host) Lock(ctx context.Context, name string) (func() error, error) {
+	if err := remote.ValidLockName(name); err != nil {
+		return nil, fmt.Errorf("%s: %w", h.name, err)
+	}
+	step := "lock " + name
+	var wait time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+		if wait <= 0 {
+			return nil, h.stepErr(step, ctx.Err())
+		}
+	}
+	line, sudo := h.command(lockScript(name, wait), "")
+	start := time.Now()
+	s, release, err := h.session(ctx)
+	if err != nil {
+		return nil, h.stepErr(step, err)
+	}
+	fail := func(err error) (func() error, error) {
+		release()
+		err = h.stepErr(step, err)
+		h.p.log.Warn("ssh: lock failed", map[string]any{"host": h.name, "lock": name, "error": h.p.red.Redact(err.Error())})
+		return nil, err
+	}
+	var stderr lockedBuffer
+	s.Stderr = &stderr
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.Start(line); err != nil {
+		return fail(fmt.Errorf("starting lock holder: %w", err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	locked := make(chan bool, 1)
+	go func() {
+		br := bufio.NewReader(stdout)
+		l, _ := br.ReadString('\n')
+		locked <- strings.TrimSpace(l) == "locked"
+		_, _ = io.Copy(io.Discard, br)
+	}()
+	h.p.log.Debug("ssh: waiting for lock", map[string]any{"host": h.name, "lock": name})
+	select {
+	case ok := <-locked:
+		if !ok {
+			var werr error
+			select {
+			case werr = <-done:
+			case <-time.After(cancelGrace):
+				werr = errors.New("lock holder ended without exit status")
+			}
+			var ee *ssh.ExitError
+			if errors.As(werr, &ee) {
+				xe := remote.NewExitError(h.name, remote.Cmd{Command: "flock " + name, Desc: step}, ee.ExitStatus(), ee.Signal(), stderr.Bytes(), h.p.red)
+				if sudo {
+					classifySudo(xe, string(stderr.Bytes()), h.ep.auth.user)
+				}
+				release()
+				return nil, xe
+			}
+			if werr == nil {
+				werr = errors.New("lock holder exited without printing \"locked\"")
+			}
+			return fail(werr)
+		}
+	case <-ctx.Done():
+		_ = s.Signal(ssh.SIGTERM)
+		_ = stdin.Close()
+		_ = s.Close()
+		select {
+		case <-done: //nolint:errcheck // cancelled: only waiting for the holder to exit
+		case <-time.After(cancelGrace):
+		}
+		return fail(fmt.Errorf("waiting for lock: %w", ctx.Err()))
+	}
+	acquired := time.Now()
+	h.p.log.Info("ssh: lock acquired", map[string]any{"host": h.name, "lock": name, "waited_ms": acquired.Sub(start).Milliseconds()})
+
+	var once sync.Once
+	var uerr error
+	return func() error {
+		once.Do(func() {
+			_ = stdin.Close() // the holder's cat sees EOF and exits
+			_ = s.Signal(ssh.SIGTERM)
+			select {
+			case <-done: //nolint:errcheck // the holder exiting is the unlock
+			case <-time.After(h.p.unlockTimeout):
+				uerr = fmt.Errorf("%s: unlock %q: lock holder did not exit within %s", h.name, name, h.p.unlockTimeout)
+			}
+			release()
+			h.p.log.Info("ssh: lock released", map[string]any{"host": h.name, "lock": name, "held_ms": time.Since(acquired).Milliseconds()})
+		})
+		return uerr
+	}, nil
+}
