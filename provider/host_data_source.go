@@ -168,7 +168,7 @@ func (d *hostDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	m.Role, m.ImageManifest = types.StringNull(), types.StringNull()
 	if facts.Manifest != nil {
 		m.Role = types.StringValue(facts.Manifest.Role)
-		m.ImageManifest = types.StringValue(facts.Manifest.Raw)
+		m.ImageManifest = types.StringValue(facts.ManifestRaw)
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }

@@ -8,11 +8,11 @@ import (
 	"context"
 	_ "embed"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/mohd-dev/mohd/internal/imagemanifest"
 	"github.com/mohd-dev/mohd/internal/remote"
 )
 
@@ -34,7 +34,9 @@ type Facts struct {
 	Disks       []Disk
 	Filesystems []Filesystem
 	// Manifest is the role image manifest, nil on a host not built by MOHD's Packer plugin.
-	Manifest *Manifest
+	Manifest *imagemanifest.Manifest
+	// ManifestRaw is the manifest file as read.
+	ManifestRaw string
 }
 
 // Disk is a block device.
@@ -50,15 +52,6 @@ type Filesystem struct {
 	Type           string
 	SizeBytes      int64
 	AvailableBytes int64
-}
-
-// Manifest is what the Packer provisioner records in a role image (/etc/mohd/image-manifest.json).
-type Manifest struct {
-	Role          string            `json:"role"`
-	PluginVersion string            `json:"plugin_version"`
-	BuildTime     string            `json:"build_time"`
-	Packages      map[string]string `json:"packages,omitempty"`
-	Raw           string            `json:"-"`
 }
 
 // Probe reads h's facts with one remote command.
@@ -111,7 +104,7 @@ func Parse(out []byte) (*Facts, error) {
 		case "fs":
 			err = f.addFilesystem(val)
 		case "manifest":
-			f.Manifest, err = parseManifest(val)
+			err = f.addManifest(val)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("host facts: bad %s line %q: %w", key, val, err)
@@ -160,19 +153,16 @@ func (f *Facts) addFilesystem(val string) error {
 	return nil
 }
 
-func parseManifest(b64 string) (*Manifest, error) {
+func (f *Facts) addManifest(b64 string) error {
 	raw, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m := &Manifest{Raw: string(raw)}
-	if err := json.Unmarshal(raw, m); err != nil {
-		return nil, fmt.Errorf("image manifest is not valid JSON: %w", err)
+	if f.Manifest, err = imagemanifest.Decode(raw); err != nil {
+		return err
 	}
-	if m.Role == "" {
-		return nil, fmt.Errorf("image manifest names no role")
-	}
-	return m, nil
+	f.ManifestRaw = string(raw)
+	return nil
 }
 
 // IsDebian12 reports whether the host runs the OS MOHD's roles are written for.

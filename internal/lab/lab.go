@@ -60,6 +60,8 @@ type HostSpec struct {
 	CapAdd []string
 	// Volumes are docker -v arguments (a named volume standing in for an SSD disk or an NFS mount).
 	Volumes []string
+	// Devices are docker --device arguments ("/dev/fuse" for a FUSE client).
+	Devices []string
 	// Memory limits the host's RAM like a VM size ("2g"); empty leaves it unlimited.
 	Memory string
 	CPUs   string
@@ -223,9 +225,16 @@ func (l *Lab) create(ctx context.Context, spec HostSpec) (*Host, error) {
 		"--tmpfs", "/run:exec,mode=755", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec,mode=1777",
 		"-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
 		"-v", l.seedDir + ":/var/lib/cloud/seed/mohd:ro",
+		// What makes a container behave like a VM for Debian's units: systemd sets up their sandboxes
+		// (PrivateUsers=, ProtectSystem=...: mount and user namespaces), which needs CAP_SYS_ADMIN and no
+		// AppArmor profile of the engine's own; every role loads its nftables firewall (CAP_NET_ADMIN).
+		"--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--security-opt", "apparmor=unconfined",
 	}
 	for _, c := range spec.CapAdd {
 		args = append(args, "--cap-add", c)
+	}
+	for _, d := range spec.Devices {
+		args = append(args, "--device", d)
 	}
 	for _, v := range spec.Volumes {
 		args = append(args, "-v", v)

@@ -33,8 +33,18 @@ var _ remote.Host = (*host)(nil)
 
 func (h *host) Name() string { return h.name }
 
+// sudoWrapper is the script sudo runs: it runs the command ($1) as its
+// child with the session's stdin (an asynchronous list would get
+// /dev/null) and, when it receives a signal, terminates its whole process
+// group. Cancelling relies on it: sshd (running as the login user) cannot
+// signal root's processes, and sudo relays the signal to its direct child
+// only, so a plain "sudo -n -- sh -c 'a; b'" lost its shell and left the
+// running a (apt-get, a lock waiter...) behind.
+const sudoWrapper = `trap "trap - TERM HUP INT; kill -TERM 0" TERM HUP INT; exec 3<&0; sh -c "$1" sh <&3 3<&- & exec 3<&-; wait $!`
+
 // Command returns the command line sent to the server for c: the command
-// itself, or "sudo -n [-H -u USER] -- sh -c '...'" when escalating.
+// itself, or "sudo -n [-H -u USER] -- sh -c '<sudoWrapper>' mohd '...'"
+// when escalating.
 func (h *host) command(cmd, asUser string) (line string, sudo bool) {
 	if asUser == h.ep.auth.user && !h.p.sudo {
 		asUser = ""
@@ -47,7 +57,7 @@ func (h *host) command(cmd, asUser string) (line string, sudo bool) {
 	if asUser != "" {
 		b.WriteString("-H -u " + remote.Quote(asUser) + " ")
 	}
-	b.WriteString("-- sh -c " + remote.Quote(cmd))
+	b.WriteString("-- sh -c " + remote.Quote(sudoWrapper) + " mohd " + remote.Quote(cmd))
 	return b.String(), true
 }
 
@@ -154,7 +164,10 @@ func (h *host) session(ctx context.Context) (*ssh.Session, func(), error) {
 				return nil, nil, ctx.Err()
 			}
 		}
-		s, err := c.client.NewSession()
+		s, abandoned, err := newSession(ctx, c.client, token)
+		if abandoned {
+			return nil, nil, err // the token is returned once the open finishes
+		}
 		if err == nil {
 			var once sync.Once
 			return s, func() {
@@ -197,6 +210,51 @@ func (h *host) session(ctx context.Context) (*ssh.Session, func(), error) {
 	}
 }
 
+// newSession opens a session, giving up when ctx ends first: a hung
+// server (a frozen VM, a dropped path) never answers the channel open, and
+// the keepalive would notice only after up to two intervals. The abandoned
+// open finishes in the background (when the server answers or the
+// connection is closed): its session is closed, then done is called.
+func newSession(ctx context.Context, c *ssh.Client, done func()) (s *ssh.Session, abandoned bool, err error) {
+	type result struct {
+		s   *ssh.Session
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		s, err := c.NewSession()
+		res <- result{s, err}
+	}()
+	select {
+	case r := <-res:
+		return r.s, false, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-res; r.s != nil {
+				_ = r.s.Close()
+			}
+			done()
+		}()
+		return nil, true, fmt.Errorf("opening a session: no answer from the server: %w", ctx.Err())
+	}
+}
+
+// startCmd starts line on s, giving up when ctx ends first (the server does
+// not answer the exec request). The command may still start later if the
+// server wakes up: it is sent SIGTERM and its session closed.
+func startCmd(ctx context.Context, s *ssh.Session, line string) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Start(line) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		_ = s.Signal(ssh.SIGTERM)
+		_ = s.Close()
+		return fmt.Errorf("no answer from the server: %w", ctx.Err())
+	}
+}
+
 // lockedBuffer is a bytes.Buffer safe for concurrent Write and Bytes.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -235,7 +293,7 @@ func (h *host) exec(ctx context.Context, line string, stdin []byte) (r remote.Re
 	if err != nil {
 		return r, "", err
 	}
-	if err := s.Start(line); err != nil {
+	if err := startCmd(ctx, s, line); err != nil {
 		return r, "", fmt.Errorf("starting command: %w", err)
 	}
 	// Errors writing stdin are ignored: a command may legitimately exit
@@ -430,7 +488,7 @@ func (h *host) Lock(ctx context.Context, name string) (func() error, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := s.Start(line); err != nil {
+	if err := startCmd(ctx, s, line); err != nil {
 		return fail(fmt.Errorf("starting lock holder: %w", err))
 	}
 	done := make(chan error, 1)

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -334,8 +336,10 @@ func TestContextCancelStopsRemoteCommand(t *testing.T) {
 	}
 }
 
-// sudoServer emulates sudo: "sudo -n [-H -u U] -- sh -c SCRIPT" runs SCRIPT
-// when nopasswd is set, otherwise fails like sudo does without NOPASSWD.
+// sudoServer emulates sudo: "sudo -n [-H -u U] -- sh -c SCRIPT [ARG...]"
+// runs SCRIPT when nopasswd is set, otherwise fails like sudo does without
+// NOPASSWD. Like sudo, it relays a signal to the shell only, not to the
+// shell's children.
 func sudoServer(t *testing.T, nopasswd bool) (*testServer, *testKey) {
 	handler := func(s gssh.Session) {
 		argv := s.Command() // shell-word split
@@ -358,7 +362,7 @@ func sudoServer(t *testing.T, nopasswd bool) (*testServer, *testKey) {
 			_ = s.Exit(2)
 			return
 		}
-		runSh(s, argv[i+3], nil)
+		runProc(s, argv[i+2:], nil, false)
 	}
 	return rootServer(t, serverOpts{handler: handler})
 }
@@ -394,9 +398,10 @@ func TestSudoWrapping(t *testing.T) {
 	}
 
 	cmds := srv.getCommands()
+	wrapper := remote.Quote(sudoWrapper) + " mohd "
 	want := []string{
-		`sudo -n -- sh -c 'echo "it'\''s $((1+1))"; cat'`,
-		`sudo -n -H -u www-data -- sh -c true`,
+		`sudo -n -- sh -c ` + wrapper + `'echo "it'\''s $((1+1))"; cat'`,
+		`sudo -n -H -u www-data -- sh -c ` + wrapper + `true`,
 	}
 	for i, w := range want {
 		if cmds[i] != w {
@@ -408,7 +413,7 @@ func TestSudoWrapping(t *testing.T) {
 			t.Errorf("upload command not through sudo: %q", c)
 		}
 	}
-	if cmds[len(cmds)-2] != script || cmds[len(cmds)-1] != `sudo -n -H -u www-data -- sh -c true` {
+	if cmds[len(cmds)-2] != script || cmds[len(cmds)-1] != want[1] {
 		t.Errorf("root commands: %q", cmds[len(cmds)-2:])
 	}
 	if got := string(mustRead(t, path)); got != "via sudo" {
@@ -423,6 +428,82 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Cancelling a command run through sudo stops all of it: sudo relays the
+// signal to its direct child only (the fake does the same), so the wrapper
+// must take the command's children down with it.
+func TestSudoCancelStopsChildren(t *testing.T) {
+	srv, k := sudoServer(t, true)
+	p, _ := newTestPool(t, Config{Auth: Auth{User: "deploy", PrivateKey: k.pem}})
+	h := mustHost(t, p, srv.target())
+	runOK(t, h, "true") // connect first
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	// the child writes its pid, then becomes "sleep 30"; "; true" keeps the
+	// outer shell from exec'ing it
+	_, err := h.Run(ctx, remote.Cmd{Command: "sh -c 'echo $$ > " + pidFile + "; exec sleep 30'; true"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v", err)
+	}
+	pid := strings.TrimSpace(string(mustRead(t, pidFile)))
+	alive := func() bool {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		// a zombie (state Z) has exited
+		return err == nil && !strings.Contains(string(st), ") Z ")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for alive() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive() {
+		_ = exec.Command("kill", pid).Run()
+		t.Fatalf("the cancelled command's child (pid %s) still runs", pid)
+	}
+}
+
+// A connection whose server stops answering (frozen VM) must not make
+// Run or Lock outlive their context while they open a session.
+func TestHungConnectionHonoursContext(t *testing.T) {
+	user := newKey(t, "user")
+	srv := startServer(t, serverOpts{authorized: []ssh.PublicKey{user.pub}})
+	proxy := newFreezeProxy(t, srv.addr)
+	port := proxy.ln.Addr().(*net.TCPAddr).Port
+	p, _ := newTestPool(t, Config{Auth: Auth{User: "root", PrivateKey: user.pem}, KeepaliveInterval: -1})
+	h := mustHost(t, p, Target{Host: "127.0.0.1", Port: port, HostKey: srv.hostKeyLine()})
+	runOK(t, h, "true")
+	close(proxy.frozen)
+	for _, op := range []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"Run", func(ctx context.Context) error { _, err := h.Run(ctx, remote.Cmd{Command: "true"}); return err }},
+		{"Lock", func(ctx context.Context) error { _, err := h.Lock(ctx, "x"); return err }},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		errc := make(chan error, 1)
+		go func() { errc <- op.call(ctx) }()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), h.name) {
+				t.Errorf("%s: got %v", op.name, err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s on a hung connection ignores its context", op.name)
+		}
+		cancel()
+	}
+	// the abandoned session opens give their tokens back once the
+	// connection is closed
+	_ = p.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for len(h.slot.sem) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(h.slot.sem); n != 0 {
+		t.Fatalf("%d session tokens leaked", n)
+	}
 }
 
 func TestSudoPasswordRequired(t *testing.T) {

@@ -314,7 +314,15 @@ func (ts *testServer) execHandler(s gssh.Session) {
 }
 
 func runSh(s gssh.Session, command string, onSignal func(string)) {
-	cmd := exec.Command("/bin/sh", "-c", command)
+	runProc(s, []string{"-c", command}, onSignal, true)
+}
+
+// runProc runs /bin/sh with args in its own process group. A signal
+// request sends SIGTERM to that whole group, like sshd does, or – when
+// group is false – to the shell only, like sudo relays a signal to its
+// command.
+func runProc(s gssh.Session, args []string, onSignal func(string), group bool) {
+	cmd := exec.Command("/bin/sh", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout = s
 	cmd.Stderr = s.Stderr()
@@ -342,7 +350,11 @@ func runSh(s gssh.Session, command string, onSignal func(string)) {
 			if onSignal != nil {
 				onSignal(string(sig))
 			}
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			if group {
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			} else {
+				_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+			}
 		case err := <-done:
 			code := 0
 			var ee *exec.ExitError

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/mohd-dev/mohd/internal/lab"
+	"github.com/mohd-dev/mohd/internal/remote"
+	"github.com/mohd-dev/mohd/internal/sshx"
 )
 
 // New returns a fresh lab for t. Lab tests need a Docker engine and real hosts, so `go test -short` skips
@@ -52,4 +54,23 @@ func Exec(t testing.TB, h *lab.Host, script string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Remote connects to h over SSH as its cloud user, verifying its host key: what domain code gets in
+// production. The pool is closed when the test ends.
+func Remote(t testing.TB, h *lab.Host) remote.Host {
+	t.Helper()
+	pool, err := sshx.NewPool(sshx.Config{
+		Auth:           sshx.Auth{User: h.User, PrivateKey: string(h.PrivateKey())},
+		ConnectTimeout: 2 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pool.Close() })
+	rh, err := pool.Host(sshx.Target{Host: h.Addr, Port: h.Port, HostKey: h.HostKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rh
 }
