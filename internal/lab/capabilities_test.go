@@ -711,7 +711,7 @@ func TestCapabilityKeepalivedVRRP(t *testing.T) {
 	if err := lb1.Boot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d, err = waitHolder(lb1, lb2, true, 30*time.Second); err != nil {
+	if _, err = waitHolder(lb1, lb2, true, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("TIMING failback on boot: lb1 holds the VIP alone %s after boot started", (time.Since(t0)).Round(100*time.Millisecond))

@@ -174,6 +174,15 @@ func eventually(t *testing.T, d time.Duration, what string, check func() error) 
 	}
 }
 
+// answers reports whether something accepts TCP connections on addr.
+func answers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+	if c != nil {
+		_ = c.Close()
+	}
+	return err == nil
+}
+
 func fingerprint(t *testing.T, authorizedKey string) string {
 	t.Helper()
 	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorizedKey))
@@ -207,6 +216,29 @@ func TestLabSudo(t *testing.T) {
 	if got := run(t, ctx, ha, remote.Cmd{Command: "id -un", AsUser: "nobody"}); got != "nobody" {
 		t.Fatalf("AsUser nobody: id -un = %q", got)
 	}
+
+	// Exit code, stdout and stderr come through sudo unchanged.
+	r, err := ha.Run(ctx, remote.Cmd{Command: "echo out; echo err >&2; exit 7"})
+	var xe *remote.ExitError
+	if !errors.As(err, &xe) || xe.ExitCode != 7 || r.ExitCode != 7 || string(r.Stdout) != "out\n" || string(r.Stderr) != "err\n" {
+		t.Fatalf("exit 7 through sudo: result %+v, error %v", r, err)
+	}
+
+	// Cancelling a command run through sudo stops all of it, not just its
+	// shell (sudo relays the signal to its direct child only).
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = ha.Run(cctx, remote.Cmd{Command: "sleep 300; touch /tmp/mohd-finished"})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled Run: got %v", err)
+	}
+	eventually(t, 5*time.Second, "cancelled command's children gone", func() error {
+		out, _ := h.Exec(ctx, "pgrep -a -x sleep || true")
+		if out != "" {
+			return fmt.Errorf("still running: %s", out)
+		}
+		return nil
+	})
 
 	// SudoNever: the login user itself.
 	never, _ := newPool(t, sshx.Config{Auth: cloudUser(l), Sudo: sshx.SudoNever})
@@ -252,7 +284,7 @@ visudo -c >/dev/null`, pwUser, remote.Quote(l.PublicKey())))
 			}
 		}
 	}
-	_, err := hp.Run(ctx, remote.Cmd{Command: "id -u", Desc: "who am i"})
+	_, err = hp.Run(ctx, remote.Cmd{Command: "id -u", Desc: "who am i"})
 	checkPasswordRequired("Run", err)
 	var ee *remote.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode != 1 || ee.Step != "who am i" {
@@ -573,12 +605,10 @@ func TestLabRebootRetried(t *testing.T) {
 		restarted <- h.Restart(rctx)
 	}()
 	eventually(t, time.Minute, "sshd down during the restart", func() error {
-		c, err := net.DialTimeout("tcp", h.Endpoint(), 300*time.Millisecond)
-		if err != nil {
-			return nil
+		if answers(h.Endpoint()) {
+			return errors.New("still answers")
 		}
-		_ = c.Close()
-		return errors.New("still answers")
+		return nil
 	})
 	start := time.Now()
 	if got := run(t, ctx, hr, remote.Cmd{Command: "hostname"}); got != "reboot" {
