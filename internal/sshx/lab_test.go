@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -172,15 +171,6 @@ func eventually(t *testing.T, d time.Duration, what string, check func() error) 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// answers reports whether something accepts TCP connections on addr.
-func answers(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
-	if c != nil {
-		_ = c.Close()
-	}
-	return err == nil
 }
 
 func fingerprint(t *testing.T, authorizedKey string) string {
@@ -596,38 +586,54 @@ func TestLabRebootRetried(t *testing.T) {
 		t.Fatalf("marker: %q", got)
 	}
 
-	// Clean reboot (systemd shuts down, sshd closes the connection): the
-	// next Run is issued while sshd is down and waits for it.
+	// Clean reboot: Runs keep coming while systemd shuts the host down and
+	// boots it again. One in flight when sshd kills its session may fail
+	// (commands are never re-run); none may fail to connect: those issued
+	// while sshd is down wait for it.
 	restarted := make(chan error, 1)
 	go func() {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		restarted <- h.Restart(rctx)
 	}()
-	eventually(t, time.Minute, "sshd down during the restart", func() error {
-		if answers(h.Endpoint()) {
-			return errors.New("still answers")
-		}
-		return nil
-	})
 	start := time.Now()
-	if got := run(t, ctx, hr, remote.Cmd{Command: "hostname"}); got != "reboot" {
-		t.Fatalf("hostname after restart: %q", got)
+	var interrupted []error
+	for {
+		if time.Since(start) > 2*time.Minute {
+			t.Fatal("the host did not come back from the restart within 2m")
+		}
+		r, err := hr.Run(ctx, markerGone)
+		var ce *sshx.ConnectError
+		if errors.As(err, &ce) {
+			t.Fatalf("Run during the restart could not connect: %v", err)
+		}
+		if err != nil {
+			interrupted = append(interrupted, err)
+			if len(interrupted) > 2 {
+				t.Fatalf("Runs during the restart keep failing: %v", interrupted)
+			}
+			continue
+		}
+		if strings.TrimSpace(string(r.Stdout)) == "gone" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("Run during the restart succeeded after %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("Runs during the restart reached the new boot after %s (%d interrupted in flight: %v)",
+		time.Since(start).Round(time.Millisecond), len(interrupted), interrupted)
 	if err := <-restarted; err != nil {
 		t.Fatalf("restart: %v", err)
-	}
-	if got := run(t, ctx, hr, markerGone); got != "gone" {
-		t.Fatalf("the host did not reboot: marker %q", got)
 	}
 	if n := log.count("ssh: connected"); n != 2 {
 		t.Fatalf("%d connections after the restart, want 2 (one re-dial)", n)
 	}
+	// (Whether a dial had to be retried depends on timing: a SYN sent
+	// while the host is between stop and start may simply be
+	// retransmitted until it answers.)
+	t.Logf("connect attempts retried during the restart: %d", log.count("ssh: connect failed, retrying"))
 
-	// Power cut: the host dies without closing anything, so the pool's
-	// connection still looks alive; Run is issued while it is off and
-	// succeeds once it is booted again.
+	// Power cut: killed, no shutdown; a Run issued while the host is off
+	// waits for it and succeeds once it is booted again, on the new boot.
 	run(t, ctx, hr, remote.Cmd{Command: "echo booted > " + marker})
 	kctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -303,14 +303,30 @@ func (ts *testServer) sessionChannel(srv *gssh.Server, conn *ssh.ServerConn, ch 
 // process group, like sshd; a "signal" request kills the group.
 func (ts *testServer) execHandler(s gssh.Session) {
 	n := ts.handlersRun.Add(1)
-	defer ts.handlersRun.Add(-1)
+	var once sync.Once
+	finished := func() { once.Do(func() { ts.handlersRun.Add(-1) }) }
+	defer finished()
 	for {
 		m := ts.maxRunning.Load()
 		if n <= m || ts.maxRunning.CompareAndSwap(m, n) {
 			break
 		}
 	}
-	runSh(s, s.RawCommand(), ts.recordSignal)
+	// The command counts as finished before its exit status goes out: the client may start the next
+	// command as soon as it has the status, and counting that one while this handler returns would
+	// observe more concurrency than the client allowed.
+	runSh(exitHook{Session: s, before: finished}, s.RawCommand(), ts.recordSignal)
+}
+
+// exitHook calls before just before the session's exit status is sent.
+type exitHook struct {
+	gssh.Session
+	before func()
+}
+
+func (e exitHook) Exit(code int) error {
+	e.before()
+	return e.Session.Exit(code)
 }
 
 func runSh(s gssh.Session, command string, onSignal func(string)) {
