@@ -61,6 +61,7 @@ func Apply(ctx context.Context, h remote.Host, r *Role, p Params, say Progress) 
 		files = append(files, r.containerDropIns()...)
 	}
 	restart, reload := map[string]bool{}, map[string]bool{}
+	unitsChanged := false
 	for _, f := range files {
 		changed, err := h.Upload(ctx, f.File)
 		if err != nil {
@@ -68,6 +69,7 @@ func Apply(ctx context.Context, h remote.Host, r *Role, p Params, say Progress) 
 		}
 		if changed {
 			rep.Files = append(rep.Files, f.Path)
+			unitsChanged = unitsChanged || strings.HasPrefix(f.Path, "/etc/systemd/system/")
 			for _, s := range f.Restart {
 				restart[s] = true
 			}
@@ -89,7 +91,7 @@ func Apply(ctx context.Context, h remote.Host, r *Role, p Params, say Progress) 
 	}
 
 	say(fmt.Sprintf("%s: services", r.Name))
-	if err := ensureServices(ctx, h, append(slices.Clone(commonServices), r.Services...), restart, reload, rep); err != nil {
+	if err := ensureServices(ctx, h, append(slices.Clone(commonServices), r.Services...), unitsChanged, restart, reload, rep); err != nil {
 		return rep, err
 	}
 
@@ -215,8 +217,9 @@ func installedPackages(ctx context.Context, h remote.Host, names []string) (map[
 }
 
 // ensureServices enables and starts services, then restarts or reloads those whose files changed.
-func ensureServices(ctx context.Context, h remote.Host, services []string, restart, reload map[string]bool, rep *Report) error {
-	if len(restart)+len(reload) > 0 {
+// unitsChanged says a unit file or drop-in changed: systemd must reload them even when no service restarts.
+func ensureServices(ctx context.Context, h remote.Host, services []string, unitsChanged bool, restart, reload map[string]bool, rep *Report) error {
+	if unitsChanged || len(restart)+len(reload) > 0 {
 		if _, err := h.Run(ctx, remote.Cmd{Command: "systemctl daemon-reload", Desc: "systemd daemon-reload"}); err != nil {
 			return err
 		}
