@@ -69,7 +69,8 @@ func commonFiles(r *Role, p Params) ([]File, error) {
 		Strict   bool
 	}{p, r.Name, fw, p.Hardening == "strict"}
 	return renderAll(data,
-		fileSpec{Path: "/etc/nftables.conf", Template: "common/nftables.conf", Mode: 0o600, Restart: []string{"nftables"}},
+		// Reload, not restart: Debian's unit flushes the whole ruleset when it stops.
+		fileSpec{Path: "/etc/nftables.conf", Template: "common/nftables.conf", Mode: 0o600, Reload: []string{"nftables"}},
 		fileSpec{Path: "/etc/ssh/sshd_config.d/50-mohd-hardening.conf", Template: "common/sshd-hardening.conf", Reload: []string{"ssh"}},
 		fileSpec{Path: "/etc/sysctl.d/90-mohd-hardening.conf", Template: "common/sysctl-hardening.conf", Restart: []string{"systemd-sysctl"}},
 		fileSpec{Path: "/etc/apt/apt.conf.d/20auto-upgrades", Template: "common/20auto-upgrades"},
