@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +11,7 @@ import (
 
 	"github.com/hashicorp/packer-plugin-sdk/acctest"
 
-	"github.com/mohd-dev/mohd/packer/provisioner/role"
+	"github.com/mohd-dev/mohd/internal/roles"
 	"github.com/mohd-dev/mohd/packer/version"
 )
 
@@ -62,7 +63,7 @@ func TestAccTemplates(t *testing.T) {
 	docker := filepath.Join(tmp, "docker")
 	copyTemplate(t, filepath.Join(templates, "docker", "moodle-role.pkr.hcl"), docker, nil)
 	mustRun(t, env, docker, packer, "init", ".")
-	for _, r := range role.Roles {
+	for _, r := range roles.Names() {
 		mustRun(t, env, docker, packer, "validate", "-var", "role="+r, "-var", "cluster_cidr=10.20.0.0/24", ".")
 	}
 
@@ -78,7 +79,7 @@ func TestAccTemplates(t *testing.T) {
 	}
 	flat := strings.Join(strings.Fields(out), " ") // Packer wraps long error lines
 	for _, want := range []string{
-		`role: "bogus" is not a MOHD role; allowed values: haproxy, web, db, nfs, redis, monitoring`,
+		`role: unknown role "bogus" (known: ` + fmt.Sprint(roles.Names()) + `)`,
 		`cluster_cidr: "10.20.0.7/24" has host bits set; use its network address 10.20.0.0/24`,
 		`hardening: "paranoid" is not a hardening level; allowed values: baseline, strict`,
 		`3 error(s) occurred`,

@@ -23,7 +23,6 @@ type FlatConfig struct {
 	Hardening           *string           `mapstructure:"hardening" required:"false" cty:"hardening" hcl:"hardening"`
 	ExtraPackages       []string          `mapstructure:"extra_packages" required:"false" cty:"extra_packages" hcl:"extra_packages"`
 	MoodleVersion       *string           `mapstructure:"moodle_version" required:"false" cty:"moodle_version" hcl:"moodle_version"`
-	ManifestPath        *string           `mapstructure:"manifest_path" required:"false" cty:"manifest_path" hcl:"manifest_path"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -51,7 +50,6 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"hardening":                  &hcldec.AttrSpec{Name: "hardening", Type: cty.String, Required: false},
 		"extra_packages":             &hcldec.AttrSpec{Name: "extra_packages", Type: cty.List(cty.String), Required: false},
 		"moodle_version":             &hcldec.AttrSpec{Name: "moodle_version", Type: cty.String, Required: false},
-		"manifest_path":              &hcldec.AttrSpec{Name: "manifest_path", Type: cty.String, Required: false},
 	}
 	return s
 }

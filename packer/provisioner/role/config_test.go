@@ -2,15 +2,25 @@ package role
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/mohd-dev/mohd/internal/roles"
+	"github.com/mohd-dev/mohd/packer/version"
 )
 
+// registeredRole is a role of the library: redis is the first one it provides.
+const registeredRole = "redis"
+
 func validRaw() map[string]any {
-	return map[string]any{"role": "db", "cluster_cidr": "10.20.0.0/24"}
+	return map[string]any{"role": registeredRole, "cluster_cidr": "10.20.0.0/24"}
 }
+
+// knownRoles is how the error messages list the library's roles.
+func knownRoles() string { return fmt.Sprint(roles.Names()) }
 
 func prepare(t *testing.T, raw map[string]any) (*Provisioner, error) {
 	t.Helper()
@@ -24,22 +34,27 @@ func TestPrepareDefaults(t *testing.T) {
 		t.Fatalf("Prepare: %v", err)
 	}
 	c := p.config
-	if c.Role != "db" || c.ClusterCIDR != "10.20.0.0/24" {
+	if c.Role != registeredRole || c.ClusterCIDR != "10.20.0.0/24" {
 		t.Errorf("role, cluster_cidr = %q, %q", c.Role, c.ClusterCIDR)
 	}
 	if c.Hardening != "baseline" {
 		t.Errorf("hardening defaults to %q, want baseline", c.Hardening)
 	}
-	if c.ManifestPath != "/etc/mohd/image-manifest.json" {
-		t.Errorf("manifest_path defaults to %q", c.ManifestPath)
+	p2 := c.params()
+	if p2.ClusterCIDR != c.ClusterCIDR || p2.Hardening != "baseline" || p2.PluginVersion != version.PluginVersion.String() {
+		t.Errorf("role library parameters %+v", p2)
 	}
 	if len(c.ExtraPackages) != 0 || c.MoodleVersion != "" {
 		t.Errorf("unexpected extra_packages %q or moodle_version %q", c.ExtraPackages, c.MoodleVersion)
 	}
 }
 
-func TestPrepareAcceptsEveryRole(t *testing.T) {
-	for _, role := range []string{"haproxy", "web", "db", "nfs", "redis", "monitoring"} {
+// Prepare accepts exactly the roles the library provides (the others land in it one by one).
+func TestPrepareAcceptsEveryRegisteredRole(t *testing.T) {
+	if len(roles.Names()) == 0 {
+		t.Fatal("the role library registers no role")
+	}
+	for _, role := range roles.Names() {
 		raw := validRaw()
 		raw["role"] = role
 		if _, err := prepare(t, raw); err != nil {
@@ -50,27 +65,38 @@ func TestPrepareAcceptsEveryRole(t *testing.T) {
 
 func TestPrepareAcceptsFullConfig(t *testing.T) {
 	raw := map[string]any{
-		"role":           "web",
+		"role":           registeredRole,
 		"cluster_cidr":   "fd00:10::/64",
 		"hardening":      "strict",
 		"extra_packages": []string{"curl", "php8.2-redis", "libstdc++6", "g++"},
-		"moodle_version": "MOODLE_405_STABLE",
-		"manifest_path":  "/opt/mohd/manifest.json",
 	}
 	p, err := prepare(t, raw)
 	if err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
-	if p.config.Hardening != "strict" || p.config.MoodleVersion != "MOODLE_405_STABLE" || p.config.ManifestPath != "/opt/mohd/manifest.json" {
+	if p.config.Hardening != "strict" || p.config.ClusterCIDR != "fd00:10::/64" {
 		t.Errorf("config not decoded: %+v", p.config)
 	}
 	if got := strings.Join(p.config.ExtraPackages, ","); got != "curl,php8.2-redis,libstdc++6,g++" {
 		t.Errorf("extra_packages = %s", got)
 	}
-	for _, v := range []string{"4.5", "4.5.1", "v4.5.1", "0123abcd", "feature/x-1"} {
-		raw["moodle_version"] = v
-		if _, err := prepare(t, raw); err != nil {
+	if got := p.config.params(); got.Hardening != "strict" || strings.Join(got.ExtraPackages, ",") != "curl,php8.2-redis,libstdc++6,g++" {
+		t.Errorf("role library parameters %+v", got)
+	}
+}
+
+func TestPrepareAcceptsMoodleVersionsOnWeb(t *testing.T) {
+	if _, err := roles.Get("web"); err != nil {
+		t.Skip("the role library does not provide the web role yet")
+	}
+	for _, v := range []string{"4.5", "4.5.1", "v4.5.1", "MOODLE_405_STABLE", "0123abcd", "feature/x-1"} {
+		raw := validRaw()
+		raw["role"], raw["moodle_version"] = "web", v
+		p, err := prepare(t, raw)
+		if err != nil {
 			t.Errorf("moodle_version %q: %v", v, err)
+		} else if p.config.params().MoodleVersion != v {
+			t.Errorf("moodle_version %q not passed to the role library", v)
 		}
 	}
 }
@@ -92,18 +118,20 @@ func errorsOf(t *testing.T, err error) []string {
 	return msgs
 }
 
+type prepareCase struct {
+	name string
+	set  map[string]any
+	want string
+}
+
 func TestPrepareErrors(t *testing.T) {
-	cases := []struct {
-		name string
-		set  map[string]any
-		want string
-	}{
+	cases := []prepareCase{
 		{"missing role", map[string]any{"role": ""},
-			"role is required: set it to one of haproxy, web, db, nfs, redis, monitoring"},
+			"role is required: set it to one of " + strings.Join(roles.Names(), ", ")},
 		{"unknown role", map[string]any{"role": "mail"},
-			`role: "mail" is not a MOHD role; allowed values: haproxy, web, db, nfs, redis, monitoring`},
-		{"role is case-sensitive", map[string]any{"role": "Web"},
-			`role: "Web" is not a MOHD role; allowed values: haproxy, web, db, nfs, redis, monitoring`},
+			`role: unknown role "mail" (known: ` + knownRoles() + `)`},
+		{"role is case-sensitive", map[string]any{"role": "Redis"},
+			`role: unknown role "Redis" (known: ` + knownRoles() + `)`},
 		{"missing cluster_cidr", map[string]any{"cluster_cidr": ""},
 			"cluster_cidr is required: the cluster's network in CIDR notation (for example 10.20.0.0/24)"},
 		{"cluster_cidr without prefix", map[string]any{"cluster_cidr": "10.20.0.0"},
@@ -122,18 +150,19 @@ func TestPrepareErrors(t *testing.T) {
 			`extra_packages[0]: "curl=7.88" is not a Debian package name`},
 		{"package with option", map[string]any{"extra_packages": []string{"-y"}},
 			`extra_packages[0]: "-y" is not a Debian package name`},
-		{"moodle_version on db", map[string]any{"moodle_version": "4.5"},
-			`moodle_version is only allowed for role "web" (role is "db")`},
-		{"moodle_version bad ref", map[string]any{"role": "web", "moodle_version": "4.5; rm -rf /"},
-			`moodle_version: "4.5; rm -rf /" is neither a Moodle release (for example 4.5) nor a git ref`},
-		{"moodle_version dotdot", map[string]any{"role": "web", "moodle_version": "a..b"},
-			`moodle_version: "a..b" is neither`},
-		{"manifest_path relative", map[string]any{"manifest_path": "etc/m.json"},
-			`manifest_path: "etc/m.json" must be an absolute, clean path to a file (for example /etc/mohd/image-manifest.json)`},
-		{"manifest_path unclean", map[string]any{"manifest_path": "/etc/mohd/../m.json"},
-			`manifest_path: "/etc/mohd/../m.json" must be an absolute, clean path`},
-		{"manifest_path dir", map[string]any{"manifest_path": "/etc/mohd/"},
-			`manifest_path: "/etc/mohd/" must be an absolute, clean path`},
+		{"moodle_version on redis", map[string]any{"moodle_version": "4.5"},
+			`moodle_version is only allowed for role "web" (role is "redis")`},
+		// The value is not judged on another role: one error, not two.
+		{"bad moodle_version on redis", map[string]any{"moodle_version": "a..b"},
+			`moodle_version is only allowed for role "web" (role is "redis")`},
+	}
+	if _, err := roles.Get("web"); err == nil {
+		cases = append(cases,
+			prepareCase{"moodle_version bad ref", map[string]any{"role": "web", "moodle_version": "4.5; rm -rf /"},
+				`moodle_version: "4.5; rm -rf /" is neither a Moodle release (for example 4.5) nor a git ref`},
+			prepareCase{"moodle_version dotdot", map[string]any{"role": "web", "moodle_version": "a..b"},
+				`moodle_version: "a..b" is neither`},
+		)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,17 +189,15 @@ func TestPrepareReportsAllErrorsAtOnce(t *testing.T) {
 		"hardening":      "none",
 		"extra_packages": []string{"ok-pkg", "Bad", "x"},
 		"moodle_version": "4.5",
-		"manifest_path":  "manifest.json",
 	})
 	msgs := errorsOf(t, err)
 	want := []string{
-		`role: "mail"`,
+		`role: unknown role "mail"`,
 		`cluster_cidr: "10.0.0.300/24"`,
 		`hardening: "none"`,
 		`extra_packages[1]: "Bad"`,
 		`extra_packages[2]: "x"`,
 		`moodle_version is only allowed for role "web" (role is "mail")`,
-		`manifest_path: "manifest.json"`,
 	}
 	if len(msgs) != len(want) {
 		t.Fatalf("got %d errors, want %d:\n%s", len(msgs), len(want), strings.Join(msgs, "\n"))
@@ -199,9 +226,21 @@ func TestPrepareRejectsUnknownKeys(t *testing.T) {
 
 func TestConfigSpecHasEveryField(t *testing.T) {
 	spec := new(Provisioner).ConfigSpec()
-	for _, k := range []string{"role", "cluster_cidr", "hardening", "extra_packages", "moodle_version", "manifest_path"} {
+	for _, k := range []string{"role", "cluster_cidr", "hardening", "extra_packages", "moodle_version"} {
 		if _, ok := spec[k]; !ok {
 			t.Errorf("ConfigSpec lacks %q: is config.hcl2spec.go current? (go generate ./packer/...)", k)
 		}
+	}
+	// The manifest's place is fixed (imagemanifest.Path): the provider reads it there.
+	if _, ok := spec["manifest_path"]; ok {
+		t.Error("ConfigSpec still has manifest_path")
+	}
+}
+
+func TestPrepareRejectsManifestPath(t *testing.T) {
+	raw := validRaw()
+	raw["manifest_path"] = "/opt/m.json"
+	if _, err := prepare(t, raw); err == nil || !strings.Contains(err.Error(), "manifest_path") {
+		t.Fatalf("Prepare with manifest_path returned %v, want an error naming it", err)
 	}
 }

@@ -3,170 +3,21 @@ package role
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"io"
 	"log"
 	"os"
-	"regexp"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 )
 
-// fakeHost is a packersdk.MockCommunicator that records every command and upload (the mock itself keeps only
-// the last) and answers the commands the provisioner sends as a Debian 12 machine would: a uid, os-release,
-// a dpkg database, and the files it writes (the manifest and uploads).
-type fakeHost struct {
-	packersdk.MockCommunicator
-
-	uid       string
-	osRelease string
-	installed map[string]string // package -> version
-	files     map[string]string // path -> content
-	modes     map[string]string // path -> `stat -c '%a %u %g'`
-	failures  []failure
-
-	commands []string
-	uploads  []fakeUpload
-	mktemps  int
-}
-
-type fakeUpload struct{ path, data string }
-
-// failure makes the first command whose script contains match exit with status, printing output.
-type failure struct {
-	match  string
-	status int
-	output string
-}
-
-const debianOSRelease = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
-NAME="Debian GNU/Linux"
-VERSION_ID="12"
-VERSION="12 (bookworm)"
-VERSION_CODENAME=bookworm
-ID=debian
-HOME_URL="https://www.debian.org/"
-`
-
-func newFakeHost(uid string) *fakeHost {
-	return &fakeHost{
-		uid:       uid,
-		osRelease: debianOSRelease,
-		installed: map[string]string{"curl": "7.88.1-10+deb12u8", "sudo": "1.9.13p3-1+deb12u1"},
-		files:     map[string]string{},
-		modes:     map[string]string{},
-	}
-}
-
-var (
-	quotedWordRe = regexp.MustCompile(`'([^']*)'`)
-	srcDstRe     = regexp.MustCompile(`src='([^']*)' dst='([^']*)'`)
-)
-
-// script undoes the provisioner's `[sudo -n ]sh -c '<script>'` wrapping.
-func script(command string) string {
-	s := strings.TrimPrefix(command, "sudo -n ")
-	if !strings.HasPrefix(s, "sh -c '") || !strings.HasSuffix(s, "'") {
-		return command
-	}
-	return strings.ReplaceAll(s[len("sh -c '"):len(s)-1], `'\''`, `'`)
-}
-
-func (f *fakeHost) Start(ctx context.Context, rc *packersdk.RemoteCmd) error {
-	f.commands = append(f.commands, rc.Command)
-	stdout, stderr, status := f.respond(script(rc.Command))
-	f.StartStdout, f.StartStderr, f.StartExitStatus = stdout, stderr, status
-	return f.MockCommunicator.Start(ctx, rc)
-}
-
-func (f *fakeHost) Upload(path string, r io.Reader, fi *os.FileInfo) error {
-	var b bytes.Buffer
-	if _, err := io.Copy(&b, r); err != nil {
-		return err
-	}
-	f.uploads = append(f.uploads, fakeUpload{path, b.String()})
-	f.files[path] = b.String()
-	return f.MockCommunicator.Upload(path, bytes.NewReader(b.Bytes()), fi)
-}
-
-func (f *fakeHost) respond(s string) (stdout, stderr string, status int) {
-	for i, fl := range f.failures {
-		if strings.Contains(s, fl.match) {
-			f.failures = append(f.failures[:i:i], f.failures[i+1:]...)
-			return fl.output, "", fl.status
-		}
-	}
-	switch {
-	case s == "id -u":
-		return f.uid + "\n", "", 0
-	case strings.Contains(s, "os-release"):
-		return f.osRelease, "", 0
-	case strings.HasPrefix(s, "dpkg-query -W -f="):
-		var missing []string
-		words := quotedWordRe.FindAllStringSubmatch(s, -1)
-		for _, w := range words[1:] { // words[0] is the format
-			if v, ok := f.installed[w[1]]; ok {
-				stdout += fmt.Sprintf("%s\tii \t%s\n", w[1], v)
-			} else {
-				missing = append(missing, w[1])
-			}
-		}
-		if len(missing) > 0 {
-			for _, m := range missing {
-				stderr += "dpkg-query: no packages found matching " + m + "\n"
-			}
-			return stdout, stderr, 1
-		}
-		return stdout, "", 0
-	case strings.Contains(s, "apt-get install"):
-		_, args, _ := strings.Cut(s, "--force-confold ")
-		for _, w := range quotedWordRe.FindAllStringSubmatch(args, -1) {
-			f.installed[w[1]] = "1.0-test"
-			stdout += "Setting up " + w[1] + " (1.0-test) ...\n"
-		}
-		return stdout, "", 0
-	case strings.Contains(s, "stat -c"):
-		path := quotedWordRe.FindStringSubmatch(s)[1]
-		if c, ok := f.files[path]; ok {
-			return f.modes[path] + "\n" + c, "", 0
-		}
-		return "", "", 0
-	case strings.HasPrefix(s, "mktemp /tmp/mohd-manifest."):
-		f.mktemps++
-		return fmt.Sprintf("/tmp/mohd-manifest.tmp%03d\n", f.mktemps), "", 0
-	case strings.Contains(s, `mv -f "$tmp" "$dst"`):
-		m := srcDstRe.FindStringSubmatch(s)
-		f.files[m[2]] = f.files[m[1]]
-		f.modes[m[2]] = "644 0 0"
-		delete(f.files, m[1])
-		return "", "", 0
-	}
-	return "", "", 0
-}
-
-// scripts returns the scripts of the commands sent so far.
-func (f *fakeHost) scripts() []string {
-	out := make([]string, len(f.commands))
-	for i, c := range f.commands {
-		out[i] = script(c)
-	}
-	return out
-}
-
-// indexOf returns the index of the first script containing sub, or -1.
-func (f *fakeHost) indexOf(sub string) int {
-	for i, s := range f.scripts() {
-		if strings.Contains(s, sub) {
-			return i
-		}
-	}
-	return -1
-}
-
 func TestMain(m *testing.M) {
-	log.SetOutput(io.Discard) // BasicUi logs every line it shows
+	log.SetOutput(io.Discard) // the adapter logs every command for PACKER_LOG
 	os.Exit(m.Run())
 }
 
@@ -176,12 +27,192 @@ func testUi() (*packersdk.BasicUi, *bytes.Buffer) {
 	return &packersdk.BasicUi{Reader: new(bytes.Buffer), Writer: &out, ErrorWriter: &out, PB: &packersdk.NoopProgressTracker{}}, &out
 }
 
-// registerRole gives role install steps for the duration of the test.
-func registerRole(t *testing.T, role string, install roleInstall) {
-	t.Helper()
-	if _, ok := roleSteps[role]; ok {
-		t.Fatalf("role %q already has install steps", role)
+// reply is a scripted answer of fakeComm.
+type reply struct {
+	stdout, stderr string
+	status         int
+}
+
+// sentCmd is a command the communicator was given, with the stdin it got.
+type sentCmd struct {
+	line  string
+	stdin string
+}
+
+// fakeComm is a packersdk.MockCommunicator whose commands are answered by a function of the command line and
+// stdin, recording every command and upload (the mock itself keeps only the last). It answers the adapter's
+// `id -u && id -un` as the user uid/name.
+type fakeComm struct {
+	packersdk.MockCommunicator
+
+	uid, user string
+	answer    func(line, stdin string) reply
+	uploadErr error
+
+	mu      sync.Mutex
+	sent    []sentCmd
+	uploads []fakeUpload
+}
+
+type fakeUpload struct {
+	path, data string
+	mode       os.FileMode
+}
+
+func newFakeComm(uid, user string, answer func(line, stdin string) reply) *fakeComm {
+	return &fakeComm{uid: uid, user: user, answer: answer}
+}
+
+func (f *fakeComm) Start(ctx context.Context, rc *packersdk.RemoteCmd) error {
+	var stdin []byte
+	if rc.Stdin != nil {
+		stdin, _ = io.ReadAll(rc.Stdin)
 	}
-	roleSteps[role] = install
-	t.Cleanup(func() { delete(roleSteps, role) })
+	f.mu.Lock()
+	f.sent = append(f.sent, sentCmd{rc.Command, string(stdin)})
+	f.mu.Unlock()
+	var r reply
+	switch {
+	case rc.Command == "id -u && id -un":
+		r = reply{stdout: f.uid + "\n" + f.user + "\n"}
+	case f.answer != nil:
+		r = f.answer(rc.Command, string(stdin))
+	}
+	mock := &packersdk.MockCommunicator{StartStdout: r.stdout, StartStderr: r.stderr, StartExitStatus: r.status}
+	rc.Stdin = nil // read above
+	return mock.Start(ctx, rc)
+}
+
+func (f *fakeComm) Upload(path string, r io.Reader, fi *os.FileInfo) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	var mode os.FileMode
+	if fi != nil {
+		mode = (*fi).Mode()
+	}
+	f.mu.Lock()
+	f.uploads = append(f.uploads, fakeUpload{path, string(b), mode})
+	f.mu.Unlock()
+	return f.uploadErr
+}
+
+func (f *fakeComm) commands() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, len(f.sent))
+	for i, s := range f.sent {
+		out[i] = s.line
+	}
+	return out
+}
+
+// connectFake returns a commHost over f, failing the test when the adapter cannot be made.
+func connectFake(t *testing.T, comm packersdk.Communicator) *commHost {
+	t.Helper()
+	h, err := newCommHost(context.Background(), comm, "test-build")
+	if err != nil {
+		t.Fatalf("newCommHost: %v", err)
+	}
+	return h
+}
+
+// localComm is a packersdk.Communicator that runs every command on this machine with `sh -c` and uploads by
+// writing the local file, so the adapter's scripts (inspection, the move into place) really run. A fake
+// `sudo` first on PATH runs what follows its options (recording them) and the communicator's user can be
+// made to look non-root: the adapter's sudo wrapping is exercised without privileges. Only ever give it
+// paths under a test's temporary directory.
+type localComm struct {
+	packersdk.MockCommunicator
+
+	uid, user string // answered to `id -u && id -un`; empty: the real ones
+	bin       string // holds the fake sudo
+	sudoLog   string
+	// corrupt, when set, changes what an upload writes (a transfer gone wrong).
+	corrupt func([]byte) []byte
+
+	mu      sync.Mutex
+	lines   []string
+	uploads []fakeUpload
+}
+
+const fakeSudo = `#!/bin/sh
+# Test stand-in for sudo: records its options, then runs the command after "--" as the current user.
+opts=
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do opts="$opts $1"; shift; done
+[ "$1" = "--" ] && shift
+echo "sudo$opts" >> "$MOHD_FAKE_SUDO_LOG"
+exec "$@"
+`
+
+func newLocalComm(t *testing.T, uid, user string) *localComm {
+	t.Helper()
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte(fakeSudo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &localComm{uid: uid, user: user, bin: bin, sudoLog: filepath.Join(bin, "sudo.log")}
+}
+
+func (c *localComm) Start(ctx context.Context, rc *packersdk.RemoteCmd) error {
+	c.mu.Lock()
+	c.lines = append(c.lines, rc.Command)
+	c.mu.Unlock()
+	line := rc.Command
+	if line == "id -u && id -un" && c.uid != "" {
+		line = "echo " + c.uid + "; echo " + c.user
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", line)
+	cmd.Env = append(os.Environ(), "PATH="+c.bin+":"+os.Getenv("PATH"), "MOHD_FAKE_SUDO_LOG="+c.sudoLog)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = rc.Stdin, rc.Stdout, rc.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			rc.SetExited(0)
+		case errors.As(err, &ee):
+			rc.SetExited(ee.ExitCode())
+		default:
+			rc.SetExited(packersdk.CmdDisconnect)
+		}
+	}()
+	return nil
+}
+
+func (c *localComm) Upload(path string, r io.Reader, fi *os.FileInfo) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	mode := os.FileMode(0o644)
+	if fi != nil {
+		mode = (*fi).Mode()
+	}
+	c.mu.Lock()
+	c.uploads = append(c.uploads, fakeUpload{path, string(b), mode})
+	c.mu.Unlock()
+	if c.corrupt != nil {
+		b = c.corrupt(b)
+	}
+	// As scp and docker cp do: write the file (which mktemp created) with the content.
+	return os.WriteFile(path, b, mode)
+}
+
+func (c *localComm) commands() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lines...)
+}
+
+func (c *localComm) sudoCalls() []string {
+	b, err := os.ReadFile(c.sudoLog)
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }

@@ -3,7 +3,6 @@ package role
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -14,132 +13,123 @@ import (
 
 	"github.com/hashicorp/packer-plugin-sdk/acctest"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/mohd-dev/mohd/internal/imagemanifest"
+	"github.com/mohd-dev/mohd/internal/lab"
+	"github.com/mohd-dev/mohd/internal/lab/labtest"
+	"github.com/mohd-dev/mohd/internal/remote"
 )
 
-// TestAccGeneralizeInContainer runs Provision's shared steps (extra packages, manifest, generalization) on a
-// real Debian 12 machine: a container of the lab's base image, with systemd as PID 1, reached as its non-root
-// cloud user (so through sudo), as a Packer communicator would. The role's own steps are a test stand-in.
+// TestAccCommHostAndProvisionAsCloudUser drives a real Debian 12 machine through the adapter: a lab host (a
+// container of the lab's base image, systemd as PID 1) reached as its non-root cloud user through `docker
+// exec`, as an SSH communicator reaches a VM's cloud user, so every step goes through sudo. It checks the
+// adapter's uploads and commands, then bakes the redis role with Provision as a vSphere or OpenStack build
+// would (the docker template's builds run as root: packer/images_acc_test.go).
 //
 //	PACKER_ACC=1 go test -count=1 -run TestAcc -v ./packer/provisioner/role
-//
-// The image is MOHD_BASE_IMAGE, by default mohd/base:bookworm (built by the lab, internal/lab).
-func TestAccGeneralizeInContainer(t *testing.T) {
+func TestAccCommHostAndProvisionAsCloudUser(t *testing.T) {
 	if os.Getenv(acctest.TestEnvVar) == "" {
 		t.Skipf("Acceptance tests skipped unless env '%s' set", acctest.TestEnvVar)
 	}
-	image := os.Getenv("MOHD_BASE_IMAGE")
-	if image == "" {
-		image = "mohd/base:bookworm"
-	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("docker is not installed")
-	}
-	if out, err := exec.Command("docker", "image", "inspect", "--format", "{{.Id}}", image).CombinedOutput(); err != nil {
-		t.Skipf("image %s is not present (build the lab's base image, or set MOHD_BASE_IMAGE): %s", image, bytes.TrimSpace(out))
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	l := labtest.New(t)
+	host := labtest.Start(t, l, lab.HostSpec{Name: "comm"})[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--label", "org.mohd.test=moodle-role-acc",
-		"--tmpfs", "/run:exec,mode=755", "--tmpfs", "/run/lock", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
-		image, "/sbin/init").CombinedOutput()
+
+	comm := &dockerComm{container: host.Container, user: lab.DefaultUser}
+	h, err := newCommHost(ctx, comm, "acc")
 	if err != nil {
-		t.Fatalf("docker run: %v: %s", err, out)
-	}
-	container := strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", "-v", container).Run() })
-	root := &dockerComm{container: container, user: "root"}
-
-	// First boot creates the SSH host keys (mohd-firstboot): wait for them, so they are there to remove.
-	deadline := time.Now().Add(60 * time.Second)
-	for dockerSh(t, root, "test -s /etc/ssh/ssh_host_ed25519_key && echo yes || true") != "yes" {
-		if time.Now().After(deadline) {
-			t.Fatal("no SSH host keys after 60s: did mohd-firstboot run?")
-		}
-		time.Sleep(time.Second)
-	}
-	dockerSh(t, root, "mkdir -p /var/log/apt && echo old > /var/log/apt/history.log.1.gz && echo noise > /var/log/mohd-test.log")
-
-	registerRole(t, "web", roleInstall{keyPackages: []string{"openssh-server"}})
-	raw := map[string]any{
-		"role":           "web",
-		"cluster_cidr":   "10.20.0.0/24",
-		"moodle_version": "4.5",
-		"extra_packages": []string{"sudo", "procps"}, // in the base image: no network needed
-	}
-	user := &dockerComm{container: container, user: "debian"}
-	ui, uiOut := testUi()
-	if err := newProvisioner(t, raw, t1).Provision(ctx, ui, user, nil); err != nil {
-		t.Fatalf("Provision: %v\nUI:\n%s", err, uiOut)
-	}
-	t.Logf("UI:\n%s", uiOut)
-
-	if got := dockerSh(t, root, "stat -c '%a %U %G' /etc/mohd/image-manifest.json"); got != "644 root root" {
-		t.Errorf("manifest mode and owner: %s", got)
-	}
-	first := dockerSh(t, root, "cat /etc/mohd/image-manifest.json")
-	var m Manifest
-	if err := json.Unmarshal([]byte(first), &m); err != nil {
-		t.Fatalf("manifest: %v\n%s", err, first)
-	}
-	if m.Role != "web" || m.BuildTime != "2025-03-04T05:07:08Z" || m.BaseOS.ID != "debian" || m.BaseOS.VersionID != "12" ||
-		m.BaseOS.VersionCodename != "bookworm" || m.ClusterCIDR != "10.20.0.0/24" || m.MoodleVersion != "4.5" || m.Hardening != "baseline" {
-		t.Errorf("manifest:\n%s", first)
-	}
-	for _, p := range []string{"openssh-server", "sudo", "procps"} {
-		if m.Packages[p] == "" {
-			t.Errorf("manifest has no version of %s:\n%s", p, first)
-		}
-	}
-	if !strings.Contains(uiOut.String(), "All extra packages are installed already: nothing to do") {
-		t.Errorf("extra packages were not skipped:\n%s", uiOut)
-	}
-
-	checks := map[string]string{
-		"ls /etc/ssh/ | grep -c '^ssh_host_' || true":                          "0",
-		"stat -c %s /etc/machine-id":                                           "0",
-		"test -e /var/lib/dbus/machine-id && echo present || echo absent":      "absent",
-		"ls -A /var/lib/apt/lists | wc -l":                                     "0",
-		"test -e /var/log/apt/history.log.1.gz && echo present || echo absent": "absent",
-		"stat -c %s /var/log/mohd-test.log":                                    "0",
-		"ls /tmp | grep -c mohd-manifest || true":                              "0",
-		"ls -A /etc/mohd": "image-manifest.json",
-	}
-	for cmd, want := range checks {
-		if got := dockerSh(t, root, cmd); got != want {
-			t.Errorf("%s: %q, want %q", cmd, got, want)
-		}
-	}
-
-	// Again, a day later: nothing changes, not even build_time.
-	ui, uiOut = testUi()
-	if err := newProvisioner(t, raw, t2).Provision(ctx, ui, user, nil); err != nil {
-		t.Fatalf("second Provision: %v\nUI:\n%s", err, uiOut)
-	}
-	if again := dockerSh(t, root, "cat /etc/mohd/image-manifest.json"); again != first {
-		t.Errorf("the second run changed the manifest:\n%s\nwas:\n%s", again, first)
-	}
-	if !strings.Contains(uiOut.String(), "The manifest is up to date") {
-		t.Errorf("second run:\n%s", uiOut)
-	}
-}
-
-// dockerSh runs a shell command in the container and returns its trimmed output.
-func dockerSh(t *testing.T, c *dockerComm, command string) string {
-	t.Helper()
-	var out bytes.Buffer
-	rc := &packersdk.RemoteCmd{Command: command, Stdout: &out, Stderr: &out}
-	if err := c.Start(context.Background(), rc); err != nil {
 		t.Fatal(err)
 	}
-	if status := rc.Wait(); status != 0 {
-		t.Fatalf("%s: exit status %d: %s", command, status, out.String())
+	if !h.sudo || h.user != lab.DefaultUser || h.Name() != "debian@acc" {
+		t.Fatalf("adapter: sudo %v, user %q, name %q", h.sudo, h.user, h.Name())
 	}
-	return strings.TrimSpace(out.String())
+	ui, _ := testUi()
+	if err := waitForBoot(ctx, ui, h, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	// Commands: as root, as another user, with stdin, failing.
+	run := func(c remote.Cmd) string {
+		t.Helper()
+		res, err := h.Run(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(res.Stdout))
+	}
+	if got := run(remote.Cmd{Command: "id -u"}); got != "0" {
+		t.Errorf("as root: uid %s", got)
+	}
+	if got := run(remote.Cmd{Command: "id -un", AsUser: "nobody"}); got != "nobody" {
+		t.Errorf("as nobody: %s", got)
+	}
+	if got := run(remote.Cmd{Command: "id -un", AsUser: lab.DefaultUser}); got != lab.DefaultUser {
+		t.Errorf("as the cloud user: %s", got)
+	}
+	if got := run(remote.Cmd{Command: "tr a-z A-Z", Stdin: []byte("piped\n")}); got != "PIPED" {
+		t.Errorf("stdin: %q", got)
+	}
+	_, err = h.Run(ctx, remote.Cmd{Command: "echo broken >&2; exit 3", Desc: "fail on purpose"})
+	var ee *remote.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode != 3 || ee.Stderr != "broken" || ee.Step != "fail on purpose" {
+		t.Errorf("exit error: %v", err)
+	}
+
+	// Uploads: written as root with owner and mode, skipped when identical, nothing left behind.
+	f := remote.File{Path: "/etc/mohd-acc/app.conf", Content: []byte("secret = 1\n"), Mode: 0o640, Owner: "root", Group: lab.DefaultUser, MkdirParents: true}
+	upload := func(want bool) {
+		t.Helper()
+		changed, err := h.Upload(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if changed != want {
+			t.Errorf("upload changed = %v, want %v", changed, want)
+		}
+	}
+	upload(true)
+	upload(false)
+	labtest.Exec(t, host, "chmod 0644 /etc/mohd-acc/app.conf")
+	upload(true)
+	f.Content = []byte("secret = 2\n")
+	upload(true)
+	// (/var/tmp also holds the private temporary directories of services with PrivateTmp=.)
+	if got := labtest.Exec(t, host, "stat -c '%a %U %G' /etc/mohd-acc/app.conf; cat /etc/mohd-acc/app.conf; ls -A /etc/mohd-acc; ls -A /var/tmp | grep -c mohd-upload || true"); got != "640 root debian\nsecret = 2\napp.conf\n0" {
+		t.Errorf("after the uploads:\n%s", got)
+	}
+
+	// The whole bake, as the cloud user: the role, its manifest, the generalization.
+	p := newProvisioner(t, map[string]any{"role": "redis", "cluster_cidr": l.Subnet.String(), "extra_packages": []string{"jq"}})
+	ui, uiOut := testUi()
+	start := time.Now()
+	if err := p.Provision(ctx, ui, comm, nil); err != nil {
+		t.Fatalf("Provision: %v\nUI:\n%s", err, uiOut)
+	}
+	t.Logf("Provision as %s took %s; UI:\n%s", lab.DefaultUser, time.Since(start).Round(time.Second), uiOut)
+	raw := labtest.Exec(t, host, "cat "+imagemanifest.Path)
+	m, err := imagemanifest.Decode([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Role != "redis" || m.ClusterCIDR != l.Subnet.String() || m.Packages["jq"] == "" || m.Packages["redis-server"] == "" || m.BaseOS.VersionID != "12" {
+		t.Errorf("manifest:\n%s", raw)
+	}
+	for cmd, want := range map[string]string{
+		"ls /etc/ssh/ | grep -c '^ssh_host_' || true":            "0",
+		"stat -c %s /etc/machine-id":                             "0",
+		"ls -A /var/lib/apt/lists | wc -l":                       "0",
+		"ls -A /var/tmp | grep -c mohd-upload || true":           "0",
+		"nft list chain inet mohd input | grep -c 'policy drop'": "1",
+	} {
+		if got := labtest.Exec(t, host, cmd); got != want {
+			t.Errorf("after Provision, %s: %q, want %q", cmd, got, want)
+		}
+	}
 }
 
 // dockerComm is a packersdk.Communicator that runs commands in a container with `docker exec` as a given user,
-// as an SSH communicator would run them as its login user.
+// as an SSH communicator runs them as its login user.
 type dockerComm struct{ container, user string }
 
 func (d *dockerComm) Start(ctx context.Context, rc *packersdk.RemoteCmd) error {
@@ -167,8 +157,10 @@ func (d *dockerComm) Start(ctx context.Context, rc *packersdk.RemoteCmd) error {
 func (d *dockerComm) Upload(path string, r io.Reader, _ *os.FileInfo) error {
 	cmd := exec.Command("docker", "exec", "-i", "-u", d.user, d.container, "/bin/sh", "-c", `cat > "$1"`, "sh", path)
 	cmd.Stdin = r
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return errors.New(err.Error() + ": " + string(out))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return errors.New(err.Error() + ": " + out.String())
 	}
 	return nil
 }
