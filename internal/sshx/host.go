@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -335,103 +333,50 @@ func (h *host) exec(ctx context.Context, line string, stdin []byte) (r remote.Re
 	return r, sig, nil
 }
 
-// Upload implements remote.Host.
+// Upload implements remote.Host: the content travels over the command's stdin
+// into a temporary file next to the destination, renamed into place.
 func (h *host) Upload(ctx context.Context, f remote.File) (bool, error) {
-	p := f.Path
-	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
-		return false, fmt.Errorf("%s: upload: path %q must be absolute and clean", h.name, p)
-	}
-	for _, id := range []string{f.Owner, f.Group} {
-		if strings.ContainsAny(id, ": \t\n") || strings.HasPrefix(id, "-") {
-			return false, fmt.Errorf("%s: upload %s: invalid owner/group %q", h.name, p, id)
-		}
-	}
-	start := time.Now()
-	mode := remote.ModeOctal(f.FileMode())
-	sum := sha256.Sum256(f.Content)
-	want := hex.EncodeToString(sum[:])
-	step := "upload " + p
-
-	res, err := h.Run(ctx, remote.Cmd{Command: inspectScript(p), Desc: step + " (inspect)"})
+	u, err := remote.NewUpload(h.name, f)
 	if err != nil {
 		return false, err
 	}
-	st := strings.Fields(string(res.Stdout))
-	switch {
-	case len(st) == 1 && st[0] == "missing":
-	case len(st) == 1 && st[0] == "notfile":
-		return false, fmt.Errorf("%s: %s: exists and is not a regular file", h.name, step)
-	case len(st) == 7 && st[0] == "present":
-		same := func(want, id, name string) bool { return want == "" || want == id || want == name }
-		metaOK := st[2] == mode && same(f.Owner, st[3], st[5]) && same(f.Group, st[4], st[6])
-		if st[1] == want {
-			if metaOK {
-				h.p.log.Info("ssh: upload unchanged", map[string]any{"host": h.name, "path": p, "duration_ms": time.Since(start).Milliseconds()})
-				return false, nil
-			}
-			if _, err := h.Run(ctx, remote.Cmd{Command: chownChmod(f, mode, remote.Quote(p)), Desc: step + " (set owner/mode)"}); err != nil {
-				return false, err
-			}
-			h.p.log.Info("ssh: upload changed owner/mode", map[string]any{"host": h.name, "path": p, "mode": mode, "duration_ms": time.Since(start).Milliseconds()})
-			return true, nil
-		}
-	default:
-		return false, fmt.Errorf("%s: %s: unexpected output from inspection: %q", h.name, step, remote.ShortCommand(string(res.Stdout)))
-	}
-	if _, err := h.Run(ctx, remote.Cmd{Command: writeScript(f, mode, want), Stdin: f.Content, Desc: step}); err != nil {
+	p := f.Path
+	start := time.Now()
+	act, err := u.Reconcile(ctx, h)
+	if err != nil {
 		return false, err
 	}
-	h.p.log.Info("ssh: uploaded", map[string]any{"host": h.name, "path": p, "bytes": len(f.Content), "mode": mode, "duration_ms": time.Since(start).Milliseconds()})
+	switch act {
+	case remote.UploadNothing:
+		h.p.log.Info("ssh: upload unchanged", map[string]any{"host": h.name, "path": p, "duration_ms": time.Since(start).Milliseconds()})
+		return false, nil
+	case remote.UploadFixOwnerMode:
+		h.p.log.Info("ssh: upload changed owner/mode", map[string]any{"host": h.name, "path": p, "mode": u.Mode, "duration_ms": time.Since(start).Milliseconds()})
+		return true, nil
+	case remote.UploadWrite:
+	}
+	if _, err := h.Run(ctx, remote.Cmd{Command: writeScript(u), Stdin: f.Content, Desc: u.Step}); err != nil {
+		return false, err
+	}
+	h.p.log.Info("ssh: uploaded", map[string]any{"host": h.name, "path": p, "bytes": len(f.Content), "mode": u.Mode, "duration_ms": time.Since(start).Milliseconds()})
 	return true, nil
 }
 
-func inspectScript(p string) string {
-	return `p=` + remote.Quote(p) + `
-if [ -e "$p" ] || [ -L "$p" ]; then
-  if [ ! -f "$p" ]; then echo notfile; exit 0; fi
-  h=$(sha256sum < "$p") || exit 1
-  s=$(stat -L -c '%a %u %g %U %G' -- "$p") || exit 1
-  echo "present ${h%% *} $s"
-else
-  echo missing
-fi`
-}
-
-// chownChmod sets owner, group and mode of the file named by quoted
-// (owner first: chown clears setuid bits).
-func chownChmod(f remote.File, mode, quoted string) string {
+// writeScript writes its stdin to u's destination: into a temporary file in
+// the same directory, checked, given owner and mode, renamed into place.
+func writeScript(u *remote.Upload) string {
 	var b strings.Builder
-	b.WriteString("set -e\n")
-	switch {
-	case f.Owner != "" && f.Group != "":
-		b.WriteString("chown " + remote.Quote(f.Owner+":"+f.Group) + " -- " + quoted + "\n")
-	case f.Owner != "":
-		b.WriteString("chown " + remote.Quote(f.Owner) + " -- " + quoted + "\n")
-	case f.Group != "":
-		b.WriteString("chgrp " + remote.Quote(f.Group) + " -- " + quoted + "\n")
-	}
-	b.WriteString("chmod " + mode + " -- " + quoted + "\n")
-	return b.String()
-}
-
-func writeScript(f remote.File, mode, sum string) string {
-	dir := path.Dir(f.Path)
-	var b strings.Builder
-	b.WriteString("set -e\np=" + remote.Quote(f.Path) + "\nd=" + remote.Quote(dir) + "\n")
-	if f.MkdirParents {
-		b.WriteString("if [ ! -d \"$d\" ]; then umask 022; mkdir -p -- \"$d\"; fi\n")
-	} else {
-		b.WriteString("if [ ! -d \"$d\" ]; then echo \"mohd: parent directory $d does not exist\" >&2; exit 3; fi\n")
-	}
+	b.WriteString("set -e\np=" + remote.Quote(u.File.Path) + "\nd=" + remote.Quote(path.Dir(u.File.Path)) + "\n")
+	b.WriteString(remote.MkdirScript(u.File))
 	b.WriteString(`umask 077
 trap 'exit 143' HUP INT TERM PIPE
 t=$(mktemp "$d/.mohd-upload.XXXXXXXXXX")
 trap 'rm -f -- "$t"' EXIT
 cat > "$t"
 h=$(sha256sum < "$t")
-if [ "${h%% *}" != "` + sum + `" ]; then echo "mohd: received content does not match (sha256), upload incomplete" >&2; exit 4; fi
+if [ "${h%% *}" != "` + u.SHA256 + `" ]; then echo "mohd: received content does not match (sha256), upload incomplete" >&2; exit 4; fi
 `)
-	b.WriteString(strings.TrimPrefix(chownChmod(f, mode, `"$t"`), "set -e\n"))
+	b.WriteString(remote.ChownChmod(u.File, u.Mode, `"$t"`))
 	b.WriteString("mv -f -- \"$t\" \"$p\"\ntrap - EXIT\n")
 	return b.String()
 }

@@ -3,8 +3,6 @@ package role
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log"
@@ -195,47 +193,22 @@ func classifySudo(ee *remote.ExitError, stderr, user string) {
 // copies it next to the destination with its owner and mode, and renames it into place, so that the file is
 // never seen half-written or with the wrong owner.
 func (h *commHost) Upload(ctx context.Context, f remote.File) (bool, error) {
-	p := f.Path
-	if p == "" || p[0] != '/' || path.Clean(p) != p || p == "/" {
-		return false, fmt.Errorf("%s: upload: path %q must be absolute and clean", h.name, p)
-	}
-	for _, id := range []string{f.Owner, f.Group} {
-		if strings.ContainsAny(id, ": \t\n") || strings.HasPrefix(id, "-") {
-			return false, fmt.Errorf("%s: upload %s: invalid owner/group %q", h.name, p, id)
-		}
-	}
-	mode := remote.ModeOctal(f.FileMode())
-	sum := sha256.Sum256(f.Content)
-	want := hex.EncodeToString(sum[:])
-	step := "upload " + p
-
-	res, err := h.Run(ctx, remote.Cmd{Command: inspectScript(p), Desc: step + " (inspect)"})
+	u, err := remote.NewUpload(h.name, f)
 	if err != nil {
 		return false, err
 	}
-	st := strings.Fields(string(res.Stdout))
-	switch {
-	case len(st) == 1 && st[0] == "missing":
-	case len(st) == 1 && st[0] == "notfile":
-		return false, fmt.Errorf("%s: %s: exists and is not a regular file", h.name, step)
-	case len(st) == 7 && st[0] == "present":
-		same := func(want, id, name string) bool { return want == "" || want == id || want == name }
-		if st[1] == want {
-			if st[2] == mode && same(f.Owner, st[3], st[5]) && same(f.Group, st[4], st[6]) {
-				return false, nil
-			}
-			if _, err := h.Run(ctx, remote.Cmd{Command: "set -e\n" + chownChmod(f, mode, remote.Quote(p)), Desc: step + " (set owner/mode)"}); err != nil {
-				return false, err
-			}
-			return true, nil
-		}
-	default:
-		return false, fmt.Errorf("%s: %s: unexpected output from inspection: %q", h.name, step, remote.ShortCommand(string(res.Stdout)))
+	act, err := u.Reconcile(ctx, h)
+	if err != nil {
+		return false, err
 	}
+	if act != remote.UploadWrite {
+		return act == remote.UploadFixOwnerMode, nil
+	}
+	step := u.Step
 
 	// The temporary file belongs to the communicator's user, who must be able to write it (scp logs in as
 	// that user); mktemp makes it 0600.
-	res, err = h.Run(ctx, remote.Cmd{Command: "mktemp " + remote.Quote(h.uploadDir+"/mohd-upload.XXXXXXXXXX"), Desc: step + " (temporary file)", AsUser: h.user})
+	res, err := h.Run(ctx, remote.Cmd{Command: "mktemp " + remote.Quote(h.uploadDir+"/mohd-upload.XXXXXXXXXX"), Desc: step + " (temporary file)", AsUser: h.user})
 	if err != nil {
 		return false, err
 	}
@@ -248,59 +221,29 @@ func (h *commHost) Upload(ctx context.Context, f remote.File) (bool, error) {
 		_, _ = h.Run(ctx, remote.Cmd{Command: "rm -f -- " + remote.Quote(tmp), Desc: step + " (remove temporary file)"})
 		return false, fmt.Errorf("%s: %s: the communicator could not upload to %s: %w", h.name, step, tmp, err)
 	}
-	if _, err := h.Run(ctx, remote.Cmd{Command: installScript(f, mode, want, tmp), Desc: step}); err != nil {
+	if _, err := h.Run(ctx, remote.Cmd{Command: installScript(u, tmp), Desc: step}); err != nil {
 		return false, err
 	}
-	log.Printf("[DEBUG] moodle-role: %s: uploaded %s (%d bytes, mode %s)", h.name, p, len(f.Content), mode)
+	log.Printf("[DEBUG] moodle-role: %s: uploaded %s (%d bytes, mode %s)", h.name, f.Path, len(f.Content), u.Mode)
 	return true, nil
 }
 
-// inspectScript prints "missing", "notfile" or "present SHA256 MODE UID GID USER GROUP".
-func inspectScript(p string) string {
-	return `p=` + remote.Quote(p) + `
-if [ -e "$p" ] || [ -L "$p" ]; then
-  if [ ! -f "$p" ]; then echo notfile; exit 0; fi
-  h=$(sha256sum < "$p") || exit 1
-  s=$(stat -L -c '%a %u %g %U %G' -- "$p") || exit 1
-  echo "present ${h%% *} $s"
-else
-  echo missing
-fi`
-}
-
-// chownChmod sets owner, group and mode of the file named by quoted (owner first: chown clears setuid bits).
-func chownChmod(f remote.File, mode, quoted string) string {
-	var b strings.Builder
-	switch {
-	case f.Owner != "" && f.Group != "":
-		b.WriteString("chown " + remote.Quote(f.Owner+":"+f.Group) + " -- " + quoted + "\n")
-	case f.Owner != "":
-		b.WriteString("chown " + remote.Quote(f.Owner) + " -- " + quoted + "\n")
-	case f.Group != "":
-		b.WriteString("chgrp " + remote.Quote(f.Group) + " -- " + quoted + "\n")
-	}
-	b.WriteString("chmod " + mode + " -- " + quoted + "\n")
-	return b.String()
-}
-
-// installScript moves the uploaded src into place at f.Path: checked, copied to a temporary file in the
-// destination's directory (same filesystem), given its owner and mode, renamed. src is removed in any case.
-func installScript(f remote.File, mode, sum, src string) string {
+// installScript moves the uploaded src into place at u's destination: checked, copied to a temporary file
+// in the destination's directory (same filesystem), given its owner and mode, renamed. src is removed in
+// any case.
+func installScript(u *remote.Upload, src string) string {
+	f := u.File
 	var b strings.Builder
 	b.WriteString("set -e\nsrc=" + remote.Quote(src) + "\np=" + remote.Quote(f.Path) + "\nd=" + remote.Quote(path.Dir(f.Path)) + "\n")
 	b.WriteString("t=\ntrap 'rm -f -- \"$src\" ${t:+\"$t\"}' EXIT\ntrap 'exit 143' HUP INT TERM PIPE\n")
-	if f.MkdirParents {
-		b.WriteString("if [ ! -d \"$d\" ]; then umask 022; mkdir -p -- \"$d\"; fi\n")
-	} else {
-		b.WriteString("if [ ! -d \"$d\" ]; then echo \"mohd: parent directory $d does not exist\" >&2; exit 3; fi\n")
-	}
+	b.WriteString(remote.MkdirScript(f))
 	b.WriteString(`h=$(sha256sum < "$src")
-if [ "${h%% *}" != "` + sum + `" ]; then echo "mohd: uploaded content does not match (sha256), upload incomplete" >&2; exit 4; fi
+if [ "${h%% *}" != "` + u.SHA256 + `" ]; then echo "mohd: uploaded content does not match (sha256), upload incomplete" >&2; exit 4; fi
 umask 077
 t=$(mktemp "$d/.mohd-upload.XXXXXXXXXX")
 cat -- "$src" > "$t"
 `)
-	b.WriteString(chownChmod(f, mode, `"$t"`))
+	b.WriteString(remote.ChownChmod(f, u.Mode, `"$t"`))
 	b.WriteString("mv -f -- \"$t\" \"$p\"\nt=\n")
 	return b.String()
 }
