@@ -96,6 +96,10 @@ func TestApplyDBImageClones(t *testing.T) {
 	if err := os.Chmod(disk, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Registered before the lab so that it runs after the lab's cleanup: an image still used by the clones'
+	// containers would only lose its tag and stay behind, untagged.
+	image := fmt.Sprintf("mohd-test/db-clone:%d", time.Now().UnixNano())
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
 	l := labtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -105,7 +109,8 @@ func TestApplyDBImageClones(t *testing.T) {
 	}
 	p := roles.Params{ClusterCIDR: l.Subnet.String(), PluginVersion: "test"}
 
-	bake := labtest.Start(t, l, lab.HostSpec{Name: "dbbake"})[0]
+	// A small build machine, as Packer's build containers are: the redo log sized at bake time stays small.
+	bake := labtest.Start(t, l, lab.HostSpec{Name: "dbbake", Memory: "1g"})[0]
 	start := time.Now()
 	if _, err := roles.Apply(ctx, labtest.Remote(t, bake), r, p, func(s string) { t.Log(s) }); err != nil {
 		t.Fatalf("apply on the build host: %v", err)
@@ -115,11 +120,9 @@ func TestApplyDBImageClones(t *testing.T) {
 		t.Fatal(err)
 	}
 	labtest.Exec(t, bake, "systemctl stop mariadb")
-	image := "mohd-test/db-clone:" + strings.ToLower(l.ID)
 	if out, err := exec.CommandContext(ctx, "docker", "commit", bake.Container, image).CombinedOutput(); err != nil {
 		t.Fatalf("docker commit: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
 	if err := bake.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
