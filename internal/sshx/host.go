@@ -2,7 +2,6 @@ package sshx
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -253,24 +252,6 @@ func startCmd(ctx context.Context, s *ssh.Session, line string) error {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent Write and Bytes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
-
 // cancelGrace is how long a cancelled command may take to report its end
 // after SIGTERM and channel close.
 const cancelGrace = 5 * time.Second
@@ -285,7 +266,7 @@ func (h *host) exec(ctx context.Context, line string, stdin []byte) (r remote.Re
 		return r, "", err
 	}
 	defer release()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr remote.SyncBuffer
 	s.Stdout, s.Stderr = &stdout, &stderr
 	in, err := s.StdinPipe()
 	if err != nil {
@@ -423,7 +404,7 @@ func (h *host) Lock(ctx context.Context, name string) (func() error, error) {
 		h.p.log.Warn("ssh: lock failed", map[string]any{"host": h.name, "lock": name, "error": h.p.red.Redact(err.Error())})
 		return nil, err
 	}
-	var stderr lockedBuffer
+	var stderr remote.SyncBuffer
 	s.Stderr = &stderr
 	stdin, err := s.StdinPipe()
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
@@ -133,7 +132,7 @@ var errDisconnected = errors.New("the communicator lost the connection before th
 // exec runs line and waits for it. A non-zero exit is no error here: it is in Result.ExitCode.
 func (h *commHost) exec(ctx context.Context, line string, stdin []byte) (remote.Result, error) {
 	start := time.Now()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr remote.SyncBuffer
 	rc := &packersdk.RemoteCmd{
 		Command: line,
 		// Always a reader, even an empty one: the docker communicator closes the command's stdin only when it
@@ -261,21 +260,3 @@ func (u uploadInfo) Mode() os.FileMode  { return 0o600 }
 func (u uploadInfo) ModTime() time.Time { return time.Now() }
 func (u uploadInfo) IsDir() bool        { return false }
 func (u uploadInfo) Sys() any           { return nil }
-
-// lockedBuffer collects a command's output, which communicators write from their own goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
