@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/packer-plugin-sdk/acctest"
 
+	"github.com/mohd-dev/mohd/internal/lab"
 	"github.com/mohd-dev/mohd/internal/roles"
 	"github.com/mohd-dev/mohd/packer/version"
 )
@@ -34,7 +35,7 @@ func TestAccTemplates(t *testing.T) {
 	dockerPlugin := toolPath(t, root, "PACKER_PLUGIN_DOCKER_PATH", "packer-plugin-docker")
 
 	tmp := t.TempDir()
-	env := packerEnv(tmp)
+	env := lab.PackerEnv(tmp)
 
 	// A release build (no pre-release suffix): `packer init` only stays offline when the installed version
 	// satisfies the template's constraint, and a -dev version makes it look for a release online.
@@ -127,26 +128,6 @@ func toolPath(t *testing.T, root, envVar, name string) string {
 		t.Fatalf("%s not found at %s: set %s, or build it with scripts/tools.sh %s", name, p, envVar, name)
 	}
 	return p
-}
-
-// packerEnv is this process's environment with Packer pointed at directories under tmp and kept offline.
-// HOME is left as it is.
-func packerEnv(tmp string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "PACKER_PLUGIN_PATH", "PACKER_CONFIG_DIR", "PACKER_CACHE_DIR", "CHECKPOINT_DISABLE", "PACKER_LOG", "PACKER_LOG_PATH":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env,
-		"CHECKPOINT_DISABLE=1",
-		"PACKER_PLUGIN_PATH="+filepath.Join(tmp, "plugins"),
-		"PACKER_CONFIG_DIR="+filepath.Join(tmp, "config"),
-		"PACKER_CACHE_DIR="+filepath.Join(tmp, "cache"),
-	)
 }
 
 func run(env []string, dir, name string, args ...string) (string, error) {

@@ -241,7 +241,7 @@ func newRoleBuilder(ctx context.Context, root string) (*roleBuilder, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &roleBuilder{root: root, dir: dir, packer: packer, env: packerEnv(dir)}
+	b := &roleBuilder{root: root, dir: dir, packer: packer, env: PackerEnv(dir)}
 	// A release build: a -dev pre-release would not satisfy the template's version constraint offline.
 	plugin := filepath.Join(dir, "packer-plugin-moodle")
 	if out, err := b.run(ctx, "go", "build", "-ldflags", "-X github.com/mohd-dev/mohd/packer/version.VersionPrerelease=", "-o", plugin, "./packer"); err != nil {
@@ -290,8 +290,9 @@ func (b *roleBuilder) build(ctx context.Context, role, tag, baseTag string, w io
 	return nil
 }
 
-// packerEnv is this process's environment with Packer's directories under dir and no calls home.
-func packerEnv(dir string) []string {
+// PackerEnv is this process's environment with Packer's directories under dir and no calls home (HOME is
+// left as it is): what every offline run of the Packer CLI needs.
+func PackerEnv(dir string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
