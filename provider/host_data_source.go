@@ -128,6 +128,13 @@ func (d *hostDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 		resp.Diagnostics.AddError("Provider not configured", "The moodle provider was not configured before reading moodle_host.")
 		return
 	}
+	if d.data.pool == nil {
+		resp.Diagnostics.AddError("Provider configuration not known yet",
+			"The moodle provider's ssh settings depend on values that are known only after apply, so moodle_host cannot "+
+				"connect to "+m.Host.ValueString()+" during this plan. Give the provider values known at plan time "+
+				"(variables, files, ephemeral values), or apply the resources they come from first (-target).")
+		return
+	}
 	port := int(m.Port.ValueInt64())
 	if port == 0 {
 		port = 22

@@ -143,3 +143,32 @@ func TestAccHostDataSourceValidation(t *testing.T) {
 		})
 	}
 }
+
+// A provider configured from values unknown until apply dials nothing and says why the read must wait.
+func TestAccHostDataSourceUnknownProviderConfig(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1")
+	}
+	resource.UnitTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: `
+resource "terraform_data" "user" {
+  input = "debian"
+}
+
+provider "moodle" {
+  ssh {
+    user = terraform_data.user.output
+  }
+}
+
+data "moodle_host" "x" {
+  host     = "10.20.0.21"
+  host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBcLiPSRiUfR0/gAH1VHK2iBPMDp3hI3qVYnZ7FdBT9v"
+}
+`,
+			ExpectError: regexp.MustCompile(`Provider configuration not known yet`),
+		}},
+	})
+}

@@ -44,7 +44,8 @@ func (p *moodleProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 	}
 }
 
-// providerData is what resources and data sources receive: the connection pool, which dials lazily.
+// providerData is what resources and data sources receive: the connection pool, which dials lazily. pool
+// is nil while the provider's configuration holds values that are unknown until apply.
 type providerData struct {
 	pool *sshx.Pool
 }
@@ -53,6 +54,14 @@ func (p *moodleProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	var cfg providerModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !req.Config.Raw.IsFullyKnown() {
+		// Settings that depend on values known only after apply: plan what can be planned and dial nothing.
+		tflog.Debug(ctx, "moodle provider configuration not fully known yet")
+		data := &providerData{}
+		resp.DataSourceData = data
+		resp.ResourceData = data
 		return
 	}
 	sshCfg, diags := cfg.SSH.toConfig(ctx)
