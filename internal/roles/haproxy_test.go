@@ -8,24 +8,6 @@ import (
 	"testing"
 )
 
-// haproxyRenderedFiles renders the haproxy role for p, by path.
-func haproxyRenderedFiles(t *testing.T, p Params) map[string]File {
-	t.Helper()
-	r, err := Get("haproxy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := r.render(p.withDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]File{}
-	for _, f := range files {
-		out[f.Path] = f
-	}
-	return out
-}
-
 // haproxyMustContainLines fails unless every line of want is a line of got (leading/trailing blanks ignored).
 func haproxyMustContainLines(t *testing.T, name, got string, want ...string) {
 	t.Helper()
@@ -67,7 +49,7 @@ func TestHAProxyRoleDefinition(t *testing.T) {
 }
 
 func TestHAProxyConfigRendering(t *testing.T) {
-	files := haproxyRenderedFiles(t, Params{ClusterCIDR: "10.20.0.0/24"})
+	files := renderedFiles(t, "haproxy", Params{ClusterCIDR: "10.20.0.0/24"})
 
 	global := files["/etc/haproxy/conf.d/00-mohd-global.cfg"]
 	haproxyMustContainLines(t, "00-mohd-global.cfg", string(global.Content),
@@ -167,7 +149,7 @@ func TestHAProxyConfigRendering(t *testing.T) {
 }
 
 func TestHAProxyConfigRenderingIPv6(t *testing.T) {
-	files := haproxyRenderedFiles(t, Params{ClusterCIDR: "fd00:20::/64"})
+	files := renderedFiles(t, "haproxy", Params{ClusterCIDR: "fd00:20::/64"})
 	haproxyMustContainLines(t, "30-mohd-metrics.cfg", string(files["/etc/haproxy/conf.d/30-mohd-metrics.cfg"].Content),
 		"acl cluster src fd00:20::/64 127.0.0.0/8")
 }

@@ -10,23 +10,6 @@ import (
 	"testing"
 )
 
-func nfsRenderedFiles(t *testing.T, p Params) map[string]File {
-	t.Helper()
-	r, err := Get("nfs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := r.render(p.withDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]File{}
-	for _, f := range files {
-		out[f.Path] = f
-	}
-	return out
-}
-
 // nfsBlock returns the body of the first block "name {...}" of a Ganesha configuration (nested braces included).
 func nfsBlock(t *testing.T, conf, name string) string {
 	t.Helper()
@@ -81,7 +64,7 @@ func nfsWant(t *testing.T, block string, got map[string]string, want map[string]
 }
 
 func TestNFSGaneshaConfigRendering(t *testing.T) {
-	files := nfsRenderedFiles(t, Params{ClusterCIDR: "10.20.0.0/24"})
+	files := renderedFiles(t, "nfs", Params{ClusterCIDR: "10.20.0.0/24"})
 	f, ok := files["/etc/ganesha/ganesha.conf"]
 	if !ok {
 		t.Fatal("no /etc/ganesha/ganesha.conf")
@@ -140,7 +123,7 @@ func TestNFSPortsMatchConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := nfsRenderedFiles(t, Params{ClusterCIDR: "10.20.0.0/24"})
+	files := renderedFiles(t, "nfs", Params{ClusterCIDR: "10.20.0.0/24"})
 	core := nfsSettings(nfsBlock(t, string(files["/etc/ganesha/ganesha.conf"].Content), "NFS_CORE_PARAM"))
 	statd := string(files["/etc/nfs.conf.d/mohd-statd.conf"].Content)
 	m := regexp.MustCompile(`(?m)^port = (\d+)$`).FindStringSubmatch(statd)
@@ -169,7 +152,7 @@ func TestNFSPortsMatchConfiguration(t *testing.T) {
 }
 
 func TestNFSConfigRenderingIPv6(t *testing.T) {
-	files := nfsRenderedFiles(t, Params{ClusterCIDR: "fd00:20::/64"})
+	files := renderedFiles(t, "nfs", Params{ClusterCIDR: "fd00:20::/64"})
 	conf := string(files["/etc/ganesha/ganesha.conf"].Content)
 	if s := nfsSettings(nfsBlock(t, nfsBlock(t, conf, "EXPORT"), "CLIENT")); s["clients"] != "fd00:20::/64" || s["access_type"] != "RW" {
 		t.Errorf("first CLIENT block %v", s)
