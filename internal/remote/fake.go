@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"regexp"
 	"sync"
 	"time"
@@ -79,6 +80,14 @@ func (f *Fake) Run(ctx context.Context, c Cmd) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	// Streams become plain bytes, so rules and Calls see what a command was fed.
+	if c.StdinStream != nil {
+		in, err := io.ReadAll(c.StdinStream)
+		if err != nil {
+			return Result{}, err
+		}
+		c.Stdin, c.StdinStream = in, nil
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	var rule *FakeRule
@@ -111,6 +120,12 @@ func (f *Fake) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 	if res.Duration == 0 {
 		res.Duration = time.Since(start)
+	}
+	if c.StdoutStream != nil && len(res.Stdout) > 0 {
+		if _, werr := c.StdoutStream.Write(res.Stdout); werr != nil && err == nil {
+			err = werr
+		}
+		res.Stdout = nil
 	}
 	if err == nil && res.ExitCode != 0 {
 		err = NewExitError(f.name, c, res.ExitCode, "", res.Stderr, f.Redactor)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -41,6 +42,12 @@ type Cmd struct {
 	Command string
 	// Stdin is fed to the command's standard input (nil: empty input).
 	Stdin []byte
+	// StdinStream, when set, is streamed to the command's standard input instead of Stdin: for data too
+	// large to hold in memory (a database copy piped from one host to another).
+	StdinStream io.Reader
+	// StdoutStream, when set, receives the command's standard output as it comes instead of
+	// Result.Stdout (which stays empty).
+	StdoutStream io.Writer
 	// Desc names the step for logs and errors ("install php packages").
 	// When empty the (redacted, shortened) command is used instead.
 	Desc string

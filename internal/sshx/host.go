@@ -2,6 +2,7 @@ package sshx
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,7 +68,7 @@ func (h *host) Run(ctx context.Context, c remote.Cmd) (remote.Result, error) {
 	h.p.log.Debug("ssh: run", map[string]any{
 		"host": h.name, "step": step, "command": red.Redact(c.Command), "sudo": sudo, "as_user": c.AsUser,
 	})
-	r, sig, err := h.exec(ctx, line, c.Stdin)
+	r, sig, err := h.exec(ctx, line, c)
 	fields := map[string]any{"host": h.name, "step": step, "duration_ms": r.Duration.Milliseconds()}
 	if err != nil {
 		err = h.stepErr(step, err)
@@ -258,7 +259,7 @@ const cancelGrace = 5 * time.Second
 
 // exec runs line in a new session. A non-zero exit is not an error here:
 // it is returned in Result.ExitCode (and sig for a signal).
-func (h *host) exec(ctx context.Context, line string, stdin []byte) (r remote.Result, sig string, err error) {
+func (h *host) exec(ctx context.Context, line string, c remote.Cmd) (r remote.Result, sig string, err error) {
 	start := time.Now()
 	defer func() { r.Duration = time.Since(start) }()
 	s, release, err := h.session(ctx)
@@ -268,6 +269,13 @@ func (h *host) exec(ctx context.Context, line string, stdin []byte) (r remote.Re
 	defer release()
 	var stdout, stderr remote.SyncBuffer
 	s.Stdout, s.Stderr = &stdout, &stderr
+	if c.StdoutStream != nil {
+		s.Stdout = c.StdoutStream
+	}
+	var stdin io.Reader = bytes.NewReader(c.Stdin)
+	if c.StdinStream != nil {
+		stdin = c.StdinStream
+	}
 	in, err := s.StdinPipe()
 	if err != nil {
 		return r, "", err
@@ -278,7 +286,7 @@ func (h *host) exec(ctx context.Context, line string, stdin []byte) (r remote.Re
 	// Errors writing stdin are ignored: a command may legitimately exit
 	// without reading it; uploads verify what arrived by checksum.
 	go func() {
-		_, _ = in.Write(stdin)
+		_, _ = io.Copy(in, stdin)
 		_ = in.Close()
 	}()
 	done := make(chan error, 1)

@@ -593,3 +593,22 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("Host: %v %v", h, err)
 	}
 }
+
+// A database copy is piped from one host to another: stdin and stdout stream, neither is held in memory.
+func TestStreams(t *testing.T) {
+	srv, k := rootServer(t, serverOpts{})
+	p, _ := newTestPool(t, Config{Auth: Auth{User: "root", PrivateKey: k.pem}})
+	h := mustHost(t, p, srv.target())
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	var out bytes.Buffer
+	r, err := h.Run(ctxT(t, 20*time.Second), remote.Cmd{Command: "cat", StdinStream: bytes.NewReader(payload), StdoutStream: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), payload) {
+		t.Fatalf("streamed %d bytes back, want %d", out.Len(), len(payload))
+	}
+	if len(r.Stdout) != 0 {
+		t.Fatalf("Result.Stdout holds %d bytes although stdout was streamed", len(r.Stdout))
+	}
+}

@@ -45,7 +45,7 @@ var _ remote.Host = (*commHost)(nil)
 func newCommHost(ctx context.Context, comm packersdk.Communicator, name string) (*commHost, error) {
 	h := &commHost{comm: comm, name: name, red: remote.NewRedactor(), uploadDir: defaultUploadDir}
 	c := remote.Cmd{Command: "id -u && id -un", Desc: "detect the communicator's user"}
-	res, err := h.exec(ctx, c.Command, c.Stdin)
+	res, err := h.exec(ctx, c.Command, c)
 	if err != nil {
 		return nil, h.stepErr(c, err)
 	}
@@ -100,7 +100,7 @@ func (h *commHost) Run(ctx context.Context, c remote.Cmd) (remote.Result, error)
 		step = h.red.Redact(c.Desc)
 	}
 	line := h.command(c.Command, c.AsUser)
-	res, err := h.exec(ctx, line, c.Stdin)
+	res, err := h.exec(ctx, line, c)
 	if err != nil {
 		log.Printf("[WARN] moodle-role: %s: step %q did not complete: %s", h.name, step, h.red.Redact(err.Error()))
 		return res, h.stepErr(c, err)
@@ -130,16 +130,22 @@ func (h *commHost) stepErr(c remote.Cmd, err error) error {
 var errDisconnected = errors.New("the communicator lost the connection before the command ended")
 
 // exec runs line and waits for it. A non-zero exit is no error here: it is in Result.ExitCode.
-func (h *commHost) exec(ctx context.Context, line string, stdin []byte) (remote.Result, error) {
+func (h *commHost) exec(ctx context.Context, line string, c remote.Cmd) (remote.Result, error) {
 	start := time.Now()
 	var stdout, stderr remote.SyncBuffer
 	rc := &packersdk.RemoteCmd{
 		Command: line,
 		// Always a reader, even an empty one: the docker communicator closes the command's stdin only when it
 		// has one to copy, and a command reading stdin would wait for it forever.
-		Stdin:  bytes.NewReader(stdin),
+		Stdin:  bytes.NewReader(c.Stdin),
 		Stdout: &stdout,
 		Stderr: &stderr,
+	}
+	if c.StdinStream != nil {
+		rc.Stdin = c.StdinStream
+	}
+	if c.StdoutStream != nil {
+		rc.Stdout = c.StdoutStream
 	}
 	if err := h.comm.Start(ctx, rc); err != nil {
 		return remote.Result{ExitCode: -1, Duration: time.Since(start)}, fmt.Errorf("starting the command: %w", err)
