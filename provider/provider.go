@@ -82,7 +82,7 @@ func (p *moodleProvider) Configure(ctx context.Context, req provider.ConfigureRe
 }
 
 func (p *moodleProvider) Resources(context.Context) []func() resource.Resource {
-	return nil
+	return []func() resource.Resource{newClusterResource, newBackendResource, newReplicaResource}
 }
 
 func (p *moodleProvider) DataSources(context.Context) []func() datasource.DataSource {

@@ -17,7 +17,7 @@ import (
 
 var sshPath = path.Root("ssh")
 
-// sshModel maps the provider's ssh block. Names follow Terraform's own `connection` block where one exists.
+// sshModel maps the provider's ssh block. Names follow Terraform's own `spec` block where one exists.
 type sshModel struct {
 	User                  types.String   `tfsdk:"user"`
 	PrivateKey            types.String   `tfsdk:"private_key"`

@@ -5,6 +5,7 @@ package validate
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -61,4 +62,19 @@ func PublicKey() validator.String {
 // Host accepts a host name or IP address: no scheme, no port, no spaces.
 func Host() validator.String {
 	return stringCheck{desc: "must be a host name or IP address without scheme or port", check: checkHost}
+}
+
+// Check adapts a domain check (the same function the apply runs) to a string validator described by desc, so
+// the plan refuses what the apply would.
+func Check(desc string, check func(string) error) validator.String {
+	return stringCheck{desc: desc, check: check}
+}
+
+// CIDR accepts a network in CIDR notation ("10.20.0.0/24"); with address, an address with its prefix length
+// ("10.20.0.10/24") is what is asked for.
+func CIDR() validator.String {
+	return stringCheck{desc: `must be in CIDR notation such as "10.20.0.0/24"`, check: func(s string) error {
+		_, _, err := net.ParseCIDR(s)
+		return err
+	}}
 }

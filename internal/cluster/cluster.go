@@ -1,0 +1,272 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mohd-dev/mohd/internal/haproxy"
+	"github.com/mohd-dev/mohd/internal/mariadb"
+	"github.com/mohd-dev/mohd/internal/nfs"
+	"github.com/mohd-dev/mohd/internal/redis"
+	"github.com/mohd-dev/mohd/internal/remote"
+)
+
+// Status is what the cluster reports after apply and on every read.
+type Status struct {
+	// Primary is the database primary's address.
+	Primary string
+	// Event says what the last apply did beyond converging ("switched over from 10.0.0.5", ...).
+	Event string
+	// MoodleVersion and MoodleRelease are read from the site's database (empty until installed).
+	MoodleVersion, MoodleRelease string
+}
+
+// SwitchoverTimeout bounds how long a switchover waits for the replica to catch up.
+const SwitchoverTimeout = 5 * time.Minute
+
+func (s *Spec) members() []member {
+	var out []member
+	for _, h := range s.hosts() {
+		role := map[string]string{"nfs": "nfs", "redis": "redis", "database primary": "db"}[h.what]
+		if role == "" {
+			role = "haproxy"
+		}
+		out = append(out, member{what: h.what, role: role, host: h.host})
+	}
+	return out
+}
+
+func (s *Spec) primaryConfig() mariadb.PrimaryConfig {
+	_, n, _ := net.ParseCIDR(s.ClusterCIDR)
+	hosts := []string{mariadbNetmask(n)}
+	return mariadb.PrimaryConfig{
+		BindAddress:     s.Database.Primary.Address,
+		Database:        s.Database.Name,
+		App:             mariadb.Account{User: s.Database.User, Password: s.Database.Password, Hosts: hosts},
+		Replication:     mariadb.Account{User: s.Database.ReplicationUser, Password: s.Database.ReplicationPassword, Hosts: hosts},
+		SemiSync:        true,
+		SemiSyncTimeout: 10 * time.Second,
+	}
+}
+
+// mariadbNetmask is the account host MariaDB matches for a network: "10.20.0.0/255.255.255.0".
+func mariadbNetmask(n *net.IPNet) string {
+	if n == nil {
+		return ""
+	}
+	return n.IP.String() + "/" + net.IP(n.Mask).String()
+}
+
+func (s *Spec) replicaConfig(bind string) mariadb.ReplicaConfig {
+	pc := s.primaryConfig()
+	return mariadb.ReplicaConfig{
+		PrimaryAddress: s.Database.Primary.Address,
+		PrimaryPort:    3306,
+		Replication:    pc.Replication,
+		BindAddress:    bind,
+		SemiSync:       true,
+	}
+}
+
+func (s *Spec) vip(i int) (haproxy.VIP, error) {
+	ip, n, err := net.ParseCIDR(s.VIP)
+	if err != nil {
+		return haproxy.VIP{}, err
+	}
+	ones, _ := n.Mask.Size()
+	peer := s.Frontends[1-i].Address
+	return haproxy.VIP{
+		Address:   ip.String(),
+		PrefixLen: ones,
+		Peers:     []string{peer},
+		// The first front end holds the address while both are healthy.
+		Priority: 150 - 50*i,
+		RouterID: routerID(s.Name),
+		Password: derivedSecret(s.Database.ReplicationPassword, "vrrp:"+s.Name)[:8],
+	}, nil
+}
+
+// Apply converges the cluster-level hosts: NFS, Redis, the database primary and the front ends. prev is the
+// spec of the previous apply (nil on create): when the primary moved to another host, the database is
+// switched over first (or failed over when the old primary does not answer).
+func Apply(ctx context.Context, dial Dialer, s *Spec, prev *Spec, say Progress) (Status, error) {
+	st := Status{Primary: s.Database.Primary.Address}
+	if err := s.Validate(); err != nil {
+		return st, err
+	}
+	say("checking the roles of %d hosts", len(s.members()))
+	hosts, err := checkRoles(ctx, dial, s.members())
+	if err != nil {
+		return st, err
+	}
+	nfsHost, redisHost, primary, fronts := hosts[0], hosts[1], hosts[2], hosts[3:]
+
+	if prev != nil && !prev.Database.Primary.Same(s.Database.Primary) {
+		ev, err := movePrimary(ctx, dial, prev, s, primary, say)
+		if err != nil {
+			return st, err
+		}
+		st.Event = ev
+	}
+
+	say("nfs %s: export %s", nfsHost.Name(), s.NFS.Export)
+	if _, err := nfs.ConfigureExport(ctx, nfsHost, nfs.Export{Clients: []string{s.ClusterCIDR}}); err != nil {
+		return st, err
+	}
+	say("redis %s: password and private address", redisHost.Name())
+	if _, err := redis.Configure(ctx, redisHost, redis.Config{BindAddress: s.Redis.Host.Address, Password: s.Redis.Password}); err != nil {
+		return st, err
+	}
+	say("database %s: primary, database %q and accounts", primary.Name(), s.Database.Name)
+	if _, err := mariadb.ConfigurePrimary(ctx, primary, s.primaryConfig()); err != nil {
+		return st, err
+	}
+	site := haproxy.Site{TLSCertificatePEM: s.TLSCertificate, TLSKeyPEM: s.TLSKey}
+	err = forEach(fronts, func(i int, h remote.Host) error {
+		say("front end %s: site configuration", h.Name())
+		if _, err := haproxy.ConfigureSite(ctx, h, site); err != nil {
+			return err
+		}
+		if s.VIP == "" {
+			return nil
+		}
+		v, err := s.vip(i)
+		if err != nil {
+			return err
+		}
+		_, err = haproxy.ConfigureVIP(ctx, h, v)
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	st.MoodleVersion, st.MoodleRelease = siteVersion(ctx, primary, s.Database.Name)
+	return st, nil
+}
+
+// movePrimary makes s's primary (today a replica of prev's) the primary: a switchover when the old primary
+// answers, a failover when it does not.
+func movePrimary(ctx context.Context, dial Dialer, prev, s *Spec, newPrimary remote.Host, say Progress) (string, error) {
+	rs, err := mariadb.InspectReplica(ctx, newPrimary)
+	if err != nil {
+		return "", err
+	}
+	oldAddr := prev.Database.Primary.Address
+	if rs.MasterHost != oldAddr && rs.MasterHost != "" {
+		return "", fmt.Errorf("the new primary %s replicates from %s, not from the current primary %s: the primary can only move to one of this cluster's replicas", newPrimary.Name(), rs.MasterHost, oldAddr)
+	}
+	if rs.MasterHost == "" {
+		// Already promoted by an apply that failed later: carry on converging.
+		return "primary " + s.Database.Primary.Address + " already promoted", nil
+	}
+	topo := mariadb.Topology{Replication: s.primaryConfig().Replication, PrimaryPort: 3306, SemiSync: true}
+	old, err := dial(prev.Database.Primary)
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err = old.Run(pctx, remote.Cmd{Command: "true", Desc: "reach the old primary"})
+		cancel()
+	}
+	if err != nil {
+		say("database: the old primary %s does not answer (%v): failing over to %s", oldAddr, err, newPrimary.Name())
+		pos, ferr := mariadb.Failover(ctx, newPrimary, nil, topo, SwitchoverTimeout)
+		if ferr != nil {
+			return "", ferr
+		}
+		return fmt.Sprintf("failed over from %s (unreachable) at GTID %s: rebuild it as a replica before using it again", oldAddr, pos), nil
+	}
+	say("database: switching over from %s to %s", oldAddr, newPrimary.Name())
+	if err := mariadb.Switchover(ctx, old, newPrimary, nil, topo, SwitchoverTimeout); err != nil {
+		return "", err
+	}
+	return "switched over from " + oldAddr + "; it now replicates from the new primary", nil
+}
+
+// siteVersion reads Moodle's version and release from the database; empty when it is not installed yet.
+func siteVersion(ctx context.Context, primary remote.Host, db string) (version, release string) {
+	rows, err := mariadb.Query(ctx, primary, fmt.Sprintf(
+		"SELECT name, value FROM `%s`.`mdl_config` WHERE name IN ('version', 'release')", strings.ReplaceAll(db, "`", "``")))
+	if err != nil {
+		return "", ""
+	}
+	for _, r := range rows {
+		if len(r) == 2 && r[0] == "version" {
+			version = r[1]
+		} else if len(r) == 2 {
+			release = r[1]
+		}
+	}
+	return version, release
+}
+
+// Inspect reads the cluster-level hosts and lists what differs from s (empty: in sync). It changes nothing.
+func Inspect(ctx context.Context, dial Dialer, s *Spec) (Status, []string, error) {
+	st := Status{Primary: s.Database.Primary.Address}
+	var drift []string
+	hosts := make([]remote.Host, 0, len(s.members()))
+	for _, m := range s.members() {
+		h, err := dial(m.host)
+		if err != nil {
+			return st, nil, err
+		}
+		hosts = append(hosts, h)
+	}
+	nfsHost, redisHost, primary, fronts := hosts[0], hosts[1], hosts[2], hosts[3:]
+	add := func(where string, diffs []string) {
+		for _, d := range diffs {
+			drift = append(drift, where+": "+d)
+		}
+	}
+	es, err := nfs.InspectExport(ctx, nfsHost, nfs.Export{Clients: []string{s.ClusterCIDR}})
+	if err != nil {
+		return st, nil, err
+	}
+	add("nfs "+s.NFS.Host.String(), es.Problems())
+	rs, err := redis.Inspect(ctx, redisHost, redis.Config{BindAddress: s.Redis.Host.Address, Password: s.Redis.Password})
+	if err != nil {
+		return st, nil, err
+	}
+	add("redis "+s.Redis.Host.String(), rs.Problems())
+	ps, err := mariadb.InspectPrimary(ctx, primary, s.primaryConfig())
+	if err != nil {
+		return st, nil, err
+	}
+	add("database "+s.Database.Primary.String(), ps.Diffs)
+	for i, h := range fronts {
+		hs, err := haproxy.Inspect(ctx, h)
+		if err != nil {
+			return st, nil, err
+		}
+		add("front end "+s.Frontends[i].String(), hs.SiteDiffs(haproxy.Site{TLSCertificatePEM: s.TLSCertificate, TLSKeyPEM: s.TLSKey}))
+		if s.VIP != "" {
+			v, err := s.vip(i)
+			if err != nil {
+				return st, nil, err
+			}
+			vs, err := haproxy.InspectVIP(ctx, h, v)
+			if err != nil {
+				return st, nil, err
+			}
+			add("front end "+s.Frontends[i].String(), vs.Diffs)
+		}
+	}
+	st.MoodleVersion, st.MoodleRelease = siteVersion(ctx, primary, s.Database.Name)
+	return st, drift, nil
+}
+
+// ErrNotReachable wraps errors of hosts that did not answer, so callers can tell them apart.
+var ErrNotReachable = errors.New("host not reachable")
+
+func routerID(name string) int {
+	h := 0
+	for _, c := range name {
+		h = (h*31 + int(c)) % 255
+	}
+	return h + 1
+}
+
+func portString(p int) string { return strconv.Itoa(p) }
