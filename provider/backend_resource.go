@@ -37,7 +37,7 @@ type backendModel struct {
 	ID               types.String   `tfsdk:"id"`
 	Cluster          types.String   `tfsdk:"cluster"`
 	Name             types.String   `tfsdk:"name"`
-	Host             targetModel      `tfsdk:"host"`
+	Host             targetModel    `tfsdk:"host"`
 	Weight           types.Int64    `tfsdk:"weight"`
 	State            types.String   `tfsdk:"state"`
 	ReadReplicas     types.List     `tfsdk:"read_replicas"`

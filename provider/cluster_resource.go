@@ -40,7 +40,7 @@ type clusterModel struct {
 	Name            types.String   `tfsdk:"name"`
 	WWWRoot         types.String   `tfsdk:"wwwroot"`
 	ClusterCIDR     types.String   `tfsdk:"cluster_cidr"`
-	Frontends       []targetModel    `tfsdk:"frontends"`
+	Frontends       []targetModel  `tfsdk:"frontends"`
 	VIP             types.String   `tfsdk:"vip"`
 	TLS             *tlsModel      `tfsdk:"tls"`
 	Database        databaseModel  `tfsdk:"database"`
@@ -65,7 +65,7 @@ type tlsModel struct {
 }
 
 type databaseModel struct {
-	Primary             targetModel    `tfsdk:"primary"`
+	Primary             targetModel  `tfsdk:"primary"`
 	Name                types.String `tfsdk:"name"`
 	User                types.String `tfsdk:"user"`
 	Password            types.String `tfsdk:"password"`
@@ -74,14 +74,14 @@ type databaseModel struct {
 }
 
 type nfsModel struct {
-	Host            targetModel    `tfsdk:"host"`
+	Host            targetModel  `tfsdk:"host"`
 	Export          types.String `tfsdk:"export"`
 	Version         types.String `tfsdk:"version"`
 	ExistingStorage types.Bool   `tfsdk:"existing_storage"`
 }
 
 type redisModel struct {
-	Host     targetModel    `tfsdk:"host"`
+	Host     targetModel  `tfsdk:"host"`
 	Password types.String `tfsdk:"password"`
 }
 

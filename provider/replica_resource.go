@@ -34,7 +34,7 @@ type replicaModel struct {
 	ID            types.String   `tfsdk:"id"`
 	Cluster       types.String   `tfsdk:"cluster"`
 	Name          types.String   `tfsdk:"name"`
-	Host          targetModel      `tfsdk:"host"`
+	Host          targetModel    `tfsdk:"host"`
 	UseForReads   types.Bool     `tfsdk:"use_for_reads"`
 	IsPrimary     types.Bool     `tfsdk:"is_primary"`
 	IORunning     types.String   `tfsdk:"io_running"`
