@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -124,7 +125,10 @@ func (r *backendResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if req.Plan.Raw.IsNull() {
 		return
 	}
-	planNoDrift(ctx, &resp.Plan, &resp.Diagnostics)
+	planNoDrift(ctx, req.State, &resp.Plan, &resp.Diagnostics, map[string]attr.Value{
+		"release": types.StringUnknown(), "code_version": types.StringUnknown(), "fpm_pool_size": types.Int64Unknown(),
+		"frontend_states": types.MapUnknown(types.StringType),
+	})
 	if !req.Config.Raw.IsFullyKnown() {
 		return
 	}
@@ -200,10 +204,13 @@ func (m *backendModel) setStatus(st cluster.BackendStatus, drift []string) {
 }
 
 func (r *backendResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if importedOnly(ctx, req.State, "cluster", &resp.Diagnostics) {
+		return
+	}
 	var m backendModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || m.Cluster.IsNull() {
-		return // imported: the plan brings the configuration, the apply converges to it
+	if resp.Diagnostics.HasError() {
+		return
 	}
 	dial := r.dialer(&resp.Diagnostics)
 	s := decodeCluster(m.Cluster, &resp.Diagnostics)

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -50,7 +51,7 @@ type clusterModel struct {
 	Admin           adminModel     `tfsdk:"admin"`
 	LogLifetimeDays types.Int64    `tfsdk:"log_lifetime_days"`
 	Settings        types.Map      `tfsdk:"settings"`
-	Connection      types.String   `tfsdk:"spec"`
+	Spec            types.String   `tfsdk:"spec"`
 	Primary         types.String   `tfsdk:"primary"`
 	MoodleVersion   types.String   `tfsdk:"moodle_version"`
 	MoodleRelease   types.String   `tfsdk:"moodle_release"`
@@ -198,7 +199,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"primary":        schema.StringAttribute{Computed: true, MarkdownDescription: "Address of the current database primary."},
 			"moodle_version": computed("Moodle's version number read from the site's database (empty until installed)."),
 			"moodle_release": computed("Moodle's release read from the site's database."),
-			"last_event": schema.StringAttribute{Computed: true, PlanModifiers: useState(),
+			"last_event": schema.StringAttribute{Computed: true,
 				MarkdownDescription: "What the last apply did beyond converging (a switchover, a failover)."},
 			"drift":    driftAttribute(),
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
@@ -245,7 +246,9 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if req.Plan.Raw.IsNull() {
 		return
 	}
-	planNoDrift(ctx, &resp.Plan, &resp.Diagnostics)
+	planNoDrift(ctx, req.State, &resp.Plan, &resp.Diagnostics, map[string]attr.Value{
+		"moodle_version": types.StringUnknown(), "moodle_release": types.StringUnknown(), "last_event": types.StringUnknown(),
+	})
 	if !req.Config.Raw.IsFullyKnown() {
 		return
 	}
@@ -292,15 +295,19 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 }
 
 func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m, prior clusterModel
+	var m clusterModel
+	var prior *clusterModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if !importedOnly(ctx, req.State, "spec", &resp.Diagnostics) {
+		prior = &clusterModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, prior)...)
+	}
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	timeout, diags := m.Timeouts.Update(ctx, 30*time.Minute)
 	resp.Diagnostics.Append(diags...)
-	r.apply(ctx, timeout, &m, &prior, &resp.Diagnostics)
+	r.apply(ctx, timeout, &m, prior, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
@@ -314,8 +321,8 @@ func (r *clusterResource) apply(ctx context.Context, timeout time.Duration, m, p
 		return
 	}
 	var prev *cluster.Spec
-	if prior != nil && !prior.Connection.IsNull() {
-		p, err := cluster.Decode(prior.Connection.ValueString())
+	if prior != nil {
+		p, err := cluster.Decode(prior.Spec.ValueString())
 		if err != nil {
 			diags.AddError("Reading the previous cluster state", err.Error())
 			return
@@ -333,11 +340,19 @@ func (r *clusterResource) apply(ctx context.Context, timeout time.Duration, m, p
 		return
 	}
 	m.ID = types.StringValue(s.Name)
-	m.Connection = types.StringValue(conn)
+	m.Spec = types.StringValue(conn)
 	m.Primary = types.StringValue(st.Primary)
 	m.MoodleVersion = types.StringValue(st.MoodleVersion)
 	m.MoodleRelease = types.StringValue(st.MoodleRelease)
-	m.LastEvent = types.StringValue(st.Event)
+	// The last event stays until another one happens.
+	switch {
+	case st.Event != "":
+		m.LastEvent = types.StringValue(st.Event)
+	case prior != nil && !prior.LastEvent.IsNull() && !prior.LastEvent.IsUnknown():
+		m.LastEvent = prior.LastEvent
+	default:
+		m.LastEvent = types.StringValue("")
+	}
 	m.Drift = stringList(nil)
 	if err != nil {
 		if prev != nil && !prev.Database.Primary.Same(s.Database.Primary) && st.Event == "" {
@@ -349,14 +364,12 @@ func (r *clusterResource) apply(ctx context.Context, timeout time.Duration, m, p
 }
 
 func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if importedOnly(ctx, req.State, "spec", &resp.Diagnostics) {
+		return
+	}
 	var m clusterModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {
-		return
-	}
-	if m.Connection.IsNull() {
-		// Imported and not applied yet: the configuration is not in the state, so there is nothing to compare;
-		// the plan shows the configuration and the apply converges the hosts to it.
 		return
 	}
 	dial := r.dialer(&resp.Diagnostics)

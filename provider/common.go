@@ -62,12 +62,24 @@ func driftAttribute() schema.ListAttribute {
 }
 
 // planNoDrift plans the empty drift list: the same as the state's when Read found nothing (no diff), an
-// update that repairs the hosts when it found something.
-func planNoDrift(ctx context.Context, plan *tfsdk.Plan, diags *diag.Diagnostics) {
+// update that repairs the hosts when it found something. The update's other computed values (given as
+// unknown values by path) are then known only after apply.
+func planNoDrift(ctx context.Context, state tfsdk.State, plan *tfsdk.Plan, diags *diag.Diagnostics, recomputed map[string]attr.Value) {
 	if plan.Raw.IsNull() {
 		return
 	}
 	diags.Append(plan.SetAttribute(ctx, path.Root("drift"), types.ListValueMust(types.StringType, []attr.Value{}))...)
+	if state.Raw.IsNull() {
+		return
+	}
+	var drift types.List
+	diags.Append(state.GetAttribute(ctx, path.Root("drift"), &drift)...)
+	if len(drift.Elements()) == 0 {
+		return
+	}
+	for name, unknown := range recomputed {
+		diags.Append(plan.SetAttribute(ctx, path.Root(name), unknown)...)
+	}
 }
 
 func stringList(items []string) types.List {
@@ -139,4 +151,13 @@ func mapValue(m map[string]string) types.Map {
 		vals[k] = types.StringValue(v)
 	}
 	return types.MapValueMust(types.StringType, vals)
+}
+
+// importedOnly reports whether the state holds only what an import set (attr, which every apply sets, is
+// null): there is no configuration to compare the hosts with yet, so Read keeps the state; the plan then shows
+// the configuration, and the apply converges the hosts to it (changing nothing that already matches).
+func importedOnly(ctx context.Context, state tfsdk.State, attr string, diags *diag.Diagnostics) bool {
+	var v types.String
+	diags.Append(state.GetAttribute(ctx, path.Root(attr), &v)...)
+	return v.IsNull()
 }

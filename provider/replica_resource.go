@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -102,7 +103,10 @@ func (r *replicaResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if req.Plan.Raw.IsNull() {
 		return
 	}
-	planNoDrift(ctx, &resp.Plan, &resp.Diagnostics)
+	planNoDrift(ctx, req.State, &resp.Plan, &resp.Diagnostics, map[string]attr.Value{
+		"is_primary": types.BoolUnknown(), "io_running": types.StringUnknown(), "sql_running": types.StringUnknown(),
+		"seconds_behind_primary": types.Int64Unknown(), "gtid_position": types.StringUnknown(), "last_error": types.StringUnknown(),
+	})
 	if !req.Config.Raw.IsFullyKnown() {
 		return
 	}
@@ -167,9 +171,12 @@ func (r *replicaResource) apply(ctx context.Context, timeout time.Duration, m *r
 }
 
 func (r *replicaResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if importedOnly(ctx, req.State, "cluster", &resp.Diagnostics) {
+		return
+	}
 	var m replicaModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || m.Cluster.IsNull() {
+	if resp.Diagnostics.HasError() {
 		return
 	}
 	dial := r.dialer(&resp.Diagnostics)

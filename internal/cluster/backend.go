@@ -117,6 +117,9 @@ func ApplyBackend(ctx context.Context, dial Dialer, s *Spec, b Backend, say Prog
 		return st, err
 	}
 	web, primary, fronts := hosts[0], hosts[1], hosts[2:]
+	if err := ensureAllServices(ctx, hosts, members); err != nil {
+		return st, err
+	}
 
 	say("backend %s: moodledata", b.Name)
 	if _, err := nfs.ConfigureMount(ctx, web, s.mount()); err != nil {
@@ -143,6 +146,9 @@ func ApplyBackend(ctx context.Context, dial Dialer, s *Spec, b Backend, say Prog
 		return st, err
 	}
 	st.InstalledMoodle = installed
+	if err := upgradeOnce(ctx, web, primary, s, say); err != nil {
+		return st, err
+	}
 	if _, err := moodle.EnsureCron(ctx, web); err != nil {
 		return st, err
 	}
@@ -152,14 +158,62 @@ func ApplyBackend(ctx context.Context, dial Dialer, s *Spec, b Backend, say Prog
 	}
 	err = forEach(fronts, func(i int, h remote.Host) error {
 		say("front end %s: server %s (%s, weight %d)", h.Name(), b.Name, b.State, b.Weight)
-		_, err := haproxy.PutServer(ctx, h, b.server())
-		return err
+		if _, err := haproxy.PutServer(ctx, h, b.server()); err != nil {
+			return err
+		}
+		if b.State != "active" {
+			return nil
+		}
+		return waitServing(ctx, h, b.Name)
 	})
 	if err != nil {
 		return st, err
 	}
 	st.FPMMaxChildren = fpmMaxChildren(ctx, web)
-	return st, nil
+	st.FrontendStates, _, err = frontendStates(ctx, fronts, s.Frontends, b)
+	return st, err
+}
+
+// waitServing waits until the front end's health checks see the node up, so that an apply ends with the node
+// taking requests (a node that was down needs a few successful checks).
+func waitServing(ctx context.Context, fh remote.Host, name string) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		hs, err := haproxy.Inspect(ctx, fh)
+		if err != nil {
+			return err
+		}
+		ss, ok := hs.Server(name)
+		if ok && ss.Operational == "up" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: HAProxy's health checks do not see %s up after 2 minutes (check %s %s %s): see /mohd-health on the node", fh.Name(), name, ss.CheckStatus, ss.CheckCode, ss.CheckDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// frontendStates reads HAProxy's view of b on every front end, and what differs from b's desired state.
+func frontendStates(ctx context.Context, fronts []remote.Host, addrs []Host, b Backend) (map[string]string, []string, error) {
+	states := map[string]string{}
+	var drift []string
+	for i, fh := range fronts {
+		hs, err := haproxy.Inspect(ctx, fh)
+		if err != nil {
+			return nil, nil, err
+		}
+		diffs, state := hs.ServerDiffs(b.server())
+		states[addrs[i].Address] = state
+		for _, d := range diffs {
+			drift = append(drift, "front end "+addrs[i].String()+": "+d)
+		}
+	}
+	return states, drift, nil
 }
 
 // installOnce installs Moodle's database from web unless the site is installed. The lock lives on the
@@ -179,6 +233,41 @@ func installOnce(ctx context.Context, web, primary remote.Host, s *Spec, say Pro
 	}
 	say("installing Moodle's database from %s (once for the site)", web.Name())
 	return true, moodle.Install(ctx, web, s.Admin)
+}
+
+// upgradeOnce upgrades the site's database when this node's code is newer: maintenance mode on (it is in the
+// shared dataroot, so every node shows it), upgrade.php, caches purged, maintenance off. The first backend
+// with the new code does it, under the same lock as the installation; the others find it done. A failed
+// upgrade leaves the site in maintenance: the database may be half-upgraded, which only the fix and a new
+// apply, or a restore of the database backup and the previous code, can settle.
+func upgradeOnce(ctx context.Context, web, primary remote.Host, s *Spec, say Progress) error {
+	v, err := moodle.Version(ctx, web)
+	if err != nil || !v.Installed || (!v.UpgradePending && !v.Downgrade) {
+		return err
+	}
+	if v.Downgrade {
+		return fmt.Errorf("%s: the code deployed (%s, version %s) is older than the site's database (version %s): Moodle refuses to run it; deploy the code the database was upgraded to",
+			web.Name(), v.Code.Release, v.Code.Version, v.DBVersion)
+	}
+	unlock, err := primary.Lock(ctx, "moodle-install-"+s.Name)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = unlock() }()
+	if v, err = moodle.Version(ctx, web); err != nil || !v.UpgradePending {
+		return err
+	}
+	say("upgrading the site's database from version %s to %s (maintenance mode on every node meanwhile)", v.DBVersion, v.Code.Version)
+	if err := moodle.SetMaintenance(ctx, web, true); err != nil {
+		return err
+	}
+	if err := moodle.Upgrade(ctx, web); err != nil {
+		return fmt.Errorf("the upgrade failed, the site stays in maintenance mode: %w; fix the cause and apply again, or restore the database backup and the previous code", err)
+	}
+	if err := moodle.PurgeCaches(ctx, web); err != nil {
+		return err
+	}
+	return moodle.SetMaintenance(ctx, web, false)
 }
 
 // healthIniContent is the web role's health check settings: the site's database through Moodle's account.
@@ -245,23 +334,20 @@ func InspectBackend(ctx context.Context, dial Dialer, s *Spec, b Backend) (Backe
 	drift = append(drift, mst.Diffs...)
 	st.Release = mst.Release
 	st.FPMMaxChildren = fpmMaxChildren(ctx, web)
-	st.FrontendStates = map[string]string{}
-	for _, f := range s.Frontends {
-		fh, err := dial(f)
-		if err != nil {
+	down, err := servicesDown(ctx, web, "web")
+	if err != nil {
+		return st, nil, err
+	}
+	drift = append(drift, down...)
+	fronts := make([]remote.Host, len(s.Frontends))
+	for i, f := range s.Frontends {
+		if fronts[i], err = dial(f); err != nil {
 			return st, nil, err
-		}
-		hs, err := haproxy.Inspect(ctx, fh)
-		if err != nil {
-			return st, nil, err
-		}
-		diffs, state := hs.ServerDiffs(b.server())
-		st.FrontendStates[f.Address] = state
-		for _, d := range diffs {
-			drift = append(drift, "front end "+f.String()+": "+d)
 		}
 	}
-	return st, drift, nil
+	var fdrift []string
+	st.FrontendStates, fdrift, err = frontendStates(ctx, fronts, s.Frontends, b)
+	return st, append(drift, fdrift...), err
 }
 
 // RemoveBackend drains the node on every front end (in-flight requests finish, up to b.DrainTimeout), removes

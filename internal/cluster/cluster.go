@@ -105,6 +105,9 @@ func Apply(ctx context.Context, dial Dialer, s *Spec, prev *Spec, say Progress) 
 		return st, err
 	}
 	nfsHost, redisHost, primary, fronts := hosts[0], hosts[1], hosts[2], hosts[3:]
+	if err := ensureAllServices(ctx, hosts, s.members()); err != nil {
+		return st, err
+	}
 
 	if prev != nil && !prev.Database.Primary.Same(s.Database.Primary) {
 		ev, err := movePrimary(ctx, dial, prev, s, primary, say)
@@ -220,6 +223,13 @@ func Inspect(ctx context.Context, dial Dialer, s *Spec) (Status, []string, error
 		for _, d := range diffs {
 			drift = append(drift, where+": "+d)
 		}
+	}
+	for i, m := range s.members() {
+		down, err := servicesDown(ctx, hosts[i], m.role)
+		if err != nil {
+			return st, nil, err
+		}
+		add(m.what+" "+m.host.String(), down)
 	}
 	es, err := nfs.InspectExport(ctx, nfsHost, nfs.Export{Clients: []string{s.ClusterCIDR}})
 	if err != nil {

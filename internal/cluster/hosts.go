@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/mohd-dev/mohd/internal/hostfacts"
 	"github.com/mohd-dev/mohd/internal/remote"
+	"github.com/mohd-dev/mohd/internal/roles"
 )
 
 // Dialer returns the remote.Host for h (the provider's SSH pool; connections are made lazily and shared).
@@ -99,4 +101,74 @@ func joinErrs(errs []error) error {
 		msg += "\n  - " + e.Error()
 	}
 	return fmt.Errorf("%s", msg)
+}
+
+// servicesScript prints each of the role's services that is not running although it should (a unit whose
+// start conditions do not hold, as auditd's in a container, is not expected to run); with start, it starts
+// them first.
+func servicesScript(role string, start bool) (string, error) {
+	r, err := roles.Get(role)
+	if err != nil {
+		return "", err
+	}
+	action := ""
+	if start {
+		action = `systemctl is-enabled --quiet "$s" || systemctl enable --quiet "$s"
+	systemctl is-active --quiet "$s" || systemctl start "$s" || true
+	`
+	}
+	return fmt.Sprintf(`for s in %s; do
+	%sif ! systemctl is-active --quiet "$s" && [ "$(systemctl show -p ConditionResult --value "$s")" != no ]; then
+		echo "$s is $(systemctl is-active "$s")"
+	fi
+done`, quoteList(r.Services), action), nil
+}
+
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = remote.Quote(s)
+	}
+	return strings.Join(q, " ")
+}
+
+// ensureServices starts the role's services a person or a crash stopped, and fails naming those that do not
+// stay up.
+func ensureServices(ctx context.Context, h remote.Host, role string) error {
+	script, err := servicesScript(role, true)
+	if err != nil {
+		return err
+	}
+	r, err := h.Run(ctx, remote.Cmd{Command: script, Desc: "start the " + role + " role's services"})
+	if err != nil {
+		return err
+	}
+	if down := strings.TrimSpace(string(r.Stdout)); down != "" {
+		return fmt.Errorf("%s: services do not start: %s (see journalctl -u on the host)", h.Name(), strings.ReplaceAll(down, "\n", "; "))
+	}
+	return nil
+}
+
+// servicesDown lists the role's services that are not running, as drift.
+func servicesDown(ctx context.Context, h remote.Host, role string) ([]string, error) {
+	script, err := servicesScript(role, false)
+	if err != nil {
+		return nil, err
+	}
+	r, err := h.Run(ctx, remote.Cmd{Command: script, Desc: "read the " + role + " role's services"})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(r.Stdout)), "\n") {
+		if l != "" {
+			out = append(out, "service "+l)
+		}
+	}
+	return out, nil
+}
+
+// ensureAllServices runs ensureServices on every member, in parallel.
+func ensureAllServices(ctx context.Context, hosts []remote.Host, members []member) error {
+	return forEach(hosts, func(i int, h remote.Host) error { return ensureServices(ctx, h, members[i].role) })
 }

@@ -52,6 +52,9 @@ func ApplyReplica(ctx context.Context, dial Dialer, s *Spec, r Replica, create b
 		return st, err
 	}
 	rep, primary := hosts[0], hosts[1]
+	if err := ensureServices(ctx, rep, "db"); err != nil {
+		return st, err
+	}
 	if s.isPrimary(r) {
 		st.IsPrimary = true
 		return st, nil
@@ -90,15 +93,9 @@ func InspectReplica(ctx context.Context, dial Dialer, s *Spec, r Replica) (Repli
 		st.IsPrimary = true
 		return st, nil, nil
 	}
-	var drift []string
-	if st.MasterHost != s.Database.Primary.Address {
-		drift = append(drift, fmt.Sprintf("replicates from %q, not from the primary %s", st.MasterHost, s.Database.Primary.Address))
-	}
-	if st.IORunning != "Yes" || st.SQLRunning != "Yes" {
-		drift = append(drift, fmt.Sprintf("replication threads: IO %s, SQL %s", st.IORunning, st.SQLRunning))
-	}
-	if !st.ReadOnly {
-		drift = append(drift, "read_only is OFF")
+	drift, err := mariadb.DiffReplica(ctx, rep, s.replicaConfig(r.Host.Address))
+	if err != nil {
+		return st, nil, err
 	}
 	return st, drift, nil
 }

@@ -43,9 +43,15 @@ var roleCapabilities = map[string][]string{
 // RoleCapabilities returns the extra kernel capabilities a host of role needs in the lab.
 func RoleCapabilities(role string) []string { return slices.Clone(roleCapabilities[role]) }
 
-// RoleHostSpec is a lab host named name booted from img, with the capabilities its role needs.
+// RoleHostSpec is a lab host named name booted from img, with the capabilities its role needs. A db host's
+// data directory is a volume of its own, as on a VM (the SSD disk), and because the container's overlay root
+// cannot take a restored copy: a file renamed away over an image's file brings the image's back.
 func RoleHostSpec(name string, img RoleImage) HostSpec {
-	return HostSpec{Name: name, Image: img.Ref, CapAdd: RoleCapabilities(img.Role)}
+	spec := HostSpec{Name: name, Image: img.Ref, CapAdd: RoleCapabilities(img.Role)}
+	if img.Role == "db" {
+		spec.Volumes = []string{"/var/lib/mysql"}
+	}
+	return spec
 }
 
 // RoleImage is a role's image for the lab.

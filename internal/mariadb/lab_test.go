@@ -136,12 +136,7 @@ func TestLabCluster(t *testing.T) {
 	}
 	spec := func(name, mem string) lab.HostSpec {
 		s := lab.RoleHostSpec(name, imgs[0])
-		s.Memory = mem
-		// /var/lib/mysql on a volume of its own (Docker copies the image's data directory into it), as a
-		// VM's data disk. Not only realistic: on the lab's FUSE overlay root, a file of the image's data
-		// directory comes back when the file that replaced it is renamed away, which breaks a seeded copy
-		// (TRUNCATE TABLE of a system table: "Tablespace already exists").
-		s.Volumes = []string{"/var/lib/mysql"}
+		s.Memory = mem // the data directory is a volume of its own: lab.RoleHostSpec
 		return s
 	}
 	// Different RAM: the replica's InnoDB redo log and buffer pool differ from the primary's.
