@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mohd-dev/mohd/internal/remote"
+	"github.com/mohd-dev/mohd/internal/roles"
 )
 
 // SiteCnfPath is the site's option file: the db role reads it after its own (55-mohd-server.cnf,
@@ -16,11 +17,10 @@ import (
 const SiteCnfPath = "/etc/mysql/mariadb.conf.d/70-mohd-site.cnf"
 
 // The db role's record of the options the running server started with (written by mohd-mariadb-prestart at
-// every start) and how it hashes the options on disk: the same as dbConfigStamp and dbConfigHash in
-// internal/roles/db.go, which must stay in step with these.
+// every start) and how it hashes the options on disk.
 const (
-	configStamp = "/run/mohd/mariadb-options.sha256"
-	configHash  = "env HOME=/nonexistent mariadbd --print-defaults | sha256sum | cut -d' ' -f1"
+	configStamp = roles.DBConfigStamp
+	configHash  = roles.DBConfigHash
 )
 
 // DefaultSemiSyncTimeout is how long a commit on the primary waits for a replica's acknowledgement before

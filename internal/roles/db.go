@@ -19,12 +19,12 @@ const (
 	dbPrestart    = "/usr/local/sbin/mohd-mariadb-prestart"
 	dbAccountsSQL = "/usr/local/share/mohd/mariadb-accounts.sql"
 	dbDropIn      = "/etc/systemd/system/mariadb.service.d/50-mohd.conf"
-	// dbConfigStamp holds the hash of the server options the running MariaDB started with (written by
+	// DBConfigStamp holds the hash of the server options the running MariaDB started with (written by
 	// mohd-mariadb-prestart at each start); Apply restarts MariaDB when the options on disk hash otherwise.
-	dbConfigStamp = "/run/mohd/mariadb-options.sha256"
-	// dbConfigHash prints the hash of the effective server options: every [mysqld]/[server]/[mariadb] value
+	DBConfigStamp = "/run/mohd/mariadb-options.sha256"
+	// DBConfigHash prints the hash of the effective server options: every [mysqld]/[server]/[mariadb] value
 	// of every option file, in order. HOME is the mysql user's (no ~/.my.cnf), whoever runs it.
-	dbConfigHash = "env HOME=/nonexistent mariadbd --print-defaults | sha256sum | cut -d' ' -f1"
+	DBConfigHash = "env HOME=/nonexistent mariadbd --print-defaults | sha256sum | cut -d' ' -f1"
 	// dbDatadirRecord says, per boot, whether /var/lib/mysql is a separate filesystem (mohd-mariadb-prestart).
 	dbDatadirRecord = "/run/mohd/mariadb-datadir"
 )
@@ -83,8 +83,8 @@ func dbFiles(p Params) ([]File, error) {
 		Params:             p,
 		AccountsSQL:        dbAccountsSQL,
 		AccountStatements:  dbAccountStatements,
-		ConfigStamp:        dbConfigStamp,
-		ConfigHash:         dbConfigHash,
+		ConfigStamp:        DBConfigStamp,
+		ConfigHash:         DBConfigHash,
 		ExporterArgs:       strings.Join(dbExporterArgs, " "),
 		ExporterPrivileges: "PROCESS, BINLOG MONITOR and REPLICA MONITOR on *.*, and SELECT on performance_schema.*",
 	}
@@ -123,7 +123,7 @@ want=$(%[2]s)
 have=$(cat %[3]s 2>/dev/null || true)
 [ "$want" != "$have" ] || exit 0
 systemctl restart mariadb.service
-echo changed`, remote.Quote(dbDropIn), dbConfigHash, dbConfigStamp)},
+echo changed`, remote.Quote(dbDropIn), DBConfigHash, DBConfigStamp)},
 	{Desc: "secure the accounts (no anonymous user, no test database, root through unix_socket only) and give the exporter its own", Script: dbSQL + fmt.Sprintf(`state() {
 	q "SELECT User, Host, JSON_REMOVE(Priv, '$.password_last_changed') FROM mysql.global_priv ORDER BY User, Host"
 	q "SELECT * FROM mysql.db ORDER BY Host, Db, User"

@@ -177,14 +177,14 @@ func TestDBUnitsAndScripts(t *testing.T) {
 		}
 	}
 	prestart := dbFile(t, files, dbPrestart)
-	for _, s := range []string{dbConfigHash + " >" + dbConfigStamp, "--extra-file=" + dbAccountsSQL, "--disable-log-bin",
+	for _, s := range []string{DBConfigHash + " >" + DBConfigStamp, "--extra-file=" + dbAccountsSQL, "--disable-log-bin",
 		"--skip-test-db", "--auth-root-authentication-method=socket", dbDatadirRecord, "findmnt"} {
 		if !strings.Contains(prestart, s) {
 			t.Errorf("mohd-mariadb-prestart lacks %q", s)
 		}
 	}
 	// The options step compares with the very hash the prestart script records.
-	if !strings.Contains(dbSetup[1].Script, "want=$("+dbConfigHash+")") || !strings.Contains(dbSetup[1].Script, dbConfigStamp) {
+	if !strings.Contains(dbSetup[1].Script, "want=$("+DBConfigHash+")") || !strings.Contains(dbSetup[1].Script, DBConfigStamp) {
 		t.Errorf("the options step does not use the prestart's hash:\n%s", dbSetup[1].Script)
 	}
 

@@ -25,11 +25,17 @@ func init() {
 			"redis-server.service": "[Service]\nProtectProc=default\n",
 		},
 		Checks: []Step{
-			{Desc: "Redis answers on loopback", Script: `test "$(redis-cli -h 127.0.0.1 ping)" = PONG`},
-			{Desc: "Redis runs in protected mode with sessions persisted", Script: `redis-cli -h 127.0.0.1 config get protected-mode | grep -qx yes
+			{Desc: "Redis answers on loopback", Script: redisAuth + `test "$(redis-cli -h 127.0.0.1 ping)" = PONG`},
+			{Desc: "Redis runs in protected mode with sessions persisted", Script: redisAuth + `redis-cli -h 127.0.0.1 config get protected-mode | grep -qx yes
 redis-cli -h 127.0.0.1 config get appendonly | grep -qx yes
 redis-cli -h 127.0.0.1 config get maxmemory-policy | grep -qx noeviction`},
 			{Desc: "the Redis exporter serves metrics", Script: `curl -fsS http://127.0.0.1:9121/metrics | grep -q '^redis_up 1'`},
 		},
 	})
 }
+
+// redisAuth gives the checks the site's password once the provider has set one (internal/redis writes it,
+// quoted, in 50-mohd-site.conf): through REDISCLI_AUTH, never on a command line.
+const redisAuth = `f=/etc/redis/conf.d/50-mohd-site.conf
+if [ -r "$f" ]; then REDISCLI_AUTH=$(sed -n 's/^requirepass "\(.*\)"$/\1/p' "$f" | sed 's/\\\(.\)/\1/g'); export REDISCLI_AUTH; fi
+`

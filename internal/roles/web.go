@@ -67,6 +67,7 @@ func webFiles(p Params) ([]File, error) {
 		// pool, and its boot-time sizing.
 		fileSpec{Path: "/etc/php/8.2/fpm/conf.d/90-mohd.ini", Template: "web/php-mohd.ini", Reload: fpm},
 		fileSpec{Path: "/etc/php/8.2/cli/conf.d/90-mohd.ini", Template: "web/php-mohd.ini"},
+		fileSpec{Path: webFPMPoolDir + "/00-mohd-global.conf", Template: "web/php-fpm-global.conf", Restart: fpm},
 		fileSpec{Path: webFPMPoolDir + "/50-moodle.conf", Template: "web/php-fpm-moodle.conf", Reload: fpm},
 		fileSpec{Path: webFPMSizeScript, Template: "web/php-fpm-size.sh", Mode: 0o755},
 		fileSpec{Path: "/etc/systemd/system/mohd-php-fpm-size.service", Template: "web/mohd-php-fpm-size.service",
@@ -150,7 +151,8 @@ func webChecks() []Step {
 echo "$mods" | grep -q '^ *mpm_event_module' || { echo "mpm_event is not loaded" >&2; exit 1; }
 bad=$(echo "$mods" | grep -E '^ *(mpm_prefork|mpm_worker|php[0-9._]*)_module' || true)
 [ -z "$bad" ] || { echo "loaded but forbidden: $bad" >&2; exit 1; }`},
-		{Desc: "PHP-FPM's configuration is valid", Script: "php-fpm8.2 -t"},
+		{Desc: "PHP-FPM's configuration is valid and reloads let requests finish", Script: `php-fpm8.2 -t
+php-fpm8.2 -tt 2>&1 | grep -q 'process_control_timeout = 30s' || { echo "process_control_timeout is not 30s: a reload would cut requests" >&2; exit 1; }`},
 		{Desc: "the CLI and PHP-FPM have every extension Moodle needs", Script: fmt.Sprintf(`fail=
 for sapi in php8.2 php-fpm8.2; do
 	mods=$($sapi -m)
@@ -187,7 +189,7 @@ func init() {
 		Packages: []string{
 			"apache2", "php8.2-fpm", "php8.2-cli", "php8.2-mysql", "php8.2-curl", "php8.2-gd", "php8.2-intl",
 			"php8.2-mbstring", "php8.2-soap", "php8.2-xml", "php8.2-zip", "php8.2-opcache", "php8.2-redis",
-			"libfcgi-bin", "prometheus-apache-exporter", "nfs-common", "git", "unzip",
+			"libfcgi-bin", "prometheus-apache-exporter", "nfs-common", "libnfs-utils", "git", "unzip",
 		},
 		// PHP inside Apache would bring the prefork MPM back.
 		Forbidden:   []string{"libapache2-mod-php8.2", "libapache2-mod-php"},
