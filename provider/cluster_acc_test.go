@@ -292,7 +292,7 @@ func TestAccClusterErrors(t *testing.T) {
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6ProviderFactories,
 		Steps: []resource.TestStep{
-			{Config: wrongRole, ExpectError: regexp.MustCompile(`cloned from a "redis" image, not a "nfs" one`)},
+			{Config: wrongRole, ExpectError: wrapped(`cloned from a "redis" image, not a "nfs" one`)},
 			{PreConfig: untouched, Config: wrongKey, ExpectError: regexp.MustCompile(`(?i)host key`)},
 			{Config: unreachable, ExpectError: regexp.MustCompile(`(?i)timeout|timed out|no route|refused|unreachable`)},
 			{Config: short, ExpectError: regexp.MustCompile(`(?i)deadline|cancel`)},
@@ -312,4 +312,9 @@ func TestAccClusterErrors(t *testing.T) {
 func unusedAddr(sl *siteLab) string {
 	ip := sl.lab.Subnet.IP.To4()
 	return fmt.Sprintf("%d.%d.%d.250", ip[0], ip[1], ip[2])
+}
+
+// wrapped matches text in Terraform's output, which wraps long messages at any space.
+func wrapped(text string) *regexp.Regexp {
+	return regexp.MustCompile(strings.ReplaceAll(regexp.QuoteMeta(text), " ", `\s+`))
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mohd-dev/mohd/internal/haproxy"
@@ -314,40 +315,50 @@ exit 1`})
 	return strings.TrimSpace(string(r.Stdout)), err
 }
 
-// InspectBackend lists what differs from the desired state of b (empty: in sync). It changes nothing.
+// InspectBackend lists what differs from the desired state of b (empty: in sync). It changes nothing; a host
+// that cannot be read is drift too.
 func InspectBackend(ctx context.Context, dial Dialer, s *Spec, b Backend) (BackendStatus, []string, error) {
-	var st BackendStatus
-	var drift []string
-	web, err := dial(b.Host)
-	if err != nil {
-		return st, nil, err
+	st := BackendStatus{FrontendStates: map[string]string{}}
+	var mu sync.Mutex
+	probes := []probe{
+		{"backend " + b.Name, b.Host, func(ctx context.Context, web remote.Host) ([]string, error) {
+			ms, err := nfs.InspectMount(ctx, web, s.mount())
+			if err != nil {
+				return nil, err
+			}
+			mst, err := moodle.Inspect(ctx, web, s.moodleSite(b))
+			if err != nil {
+				return nil, err
+			}
+			down, err := servicesDown(ctx, web, "web")
+			if err != nil {
+				return nil, err
+			}
+			st.Release = mst.Release
+			st.FPMMaxChildren = fpmMaxChildren(ctx, web)
+			return append(append(ms.Problems(), mst.Diffs...), down...), nil
+		}},
 	}
-	ms, err := nfs.InspectMount(ctx, web, s.mount())
-	if err != nil {
-		return st, nil, err
+	for _, f := range s.Frontends {
+		probes = append(probes, probe{"front end", f, func(ctx context.Context, fh remote.Host) ([]string, error) {
+			hs, err := haproxy.Inspect(ctx, fh)
+			if err != nil {
+				return nil, err
+			}
+			diffs, state := hs.ServerDiffs(b.server())
+			mu.Lock()
+			st.FrontendStates[f.Address] = state
+			mu.Unlock()
+			return diffs, nil
+		}})
 	}
-	drift = append(drift, ms.Problems()...)
-	mst, err := moodle.Inspect(ctx, web, s.moodleSite(b))
-	if err != nil {
-		return st, nil, err
-	}
-	drift = append(drift, mst.Diffs...)
-	st.Release = mst.Release
-	st.FPMMaxChildren = fpmMaxChildren(ctx, web)
-	down, err := servicesDown(ctx, web, "web")
-	if err != nil {
-		return st, nil, err
-	}
-	drift = append(drift, down...)
-	fronts := make([]remote.Host, len(s.Frontends))
-	for i, f := range s.Frontends {
-		if fronts[i], err = dial(f); err != nil {
-			return st, nil, err
+	drift := runProbes(ctx, dial, probes)
+	for _, f := range s.Frontends {
+		if _, ok := st.FrontendStates[f.Address]; !ok {
+			st.FrontendStates[f.Address] = "unknown"
 		}
 	}
-	var fdrift []string
-	st.FrontendStates, fdrift, err = frontendStates(ctx, fronts, s.Frontends, b)
-	return st, append(drift, fdrift...), err
+	return st, drift, nil
 }
 
 // RemoveBackend drains the node on every front end (in-flight requests finish, up to b.DrainTimeout), removes

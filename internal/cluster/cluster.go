@@ -2,10 +2,8 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -206,70 +204,93 @@ func siteVersion(ctx context.Context, primary remote.Host, db string) (version, 
 	return version, release
 }
 
+// ReadTimeout bounds how long a read waits for one host: a dead host must not stall a plan (planning a
+// failover is what one does when the primary is dead).
+const ReadTimeout = 45 * time.Second
+
+// probe is one read of one host: what differs from the desired state.
+type probe struct {
+	where string
+	host  Host
+	read  func(ctx context.Context, h remote.Host) ([]string, error)
+}
+
+// runProbes runs the probes in parallel, each bounded by ReadTimeout. A host that cannot be read is drift too
+// (the plan shows an update, whose apply says what is wrong), not an error that would block every plan.
+func runProbes(ctx context.Context, dial Dialer, probes []probe) []string {
+	out := make([][]string, len(probes))
+	_ = forEach(probes, func(i int, p probe) error {
+		pctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+		defer cancel()
+		h, err := dial(p.host)
+		var diffs []string
+		if err == nil {
+			diffs, err = p.read(pctx, h)
+		}
+		if err != nil {
+			diffs = append(diffs, "cannot be read: "+err.Error())
+		}
+		for _, d := range diffs {
+			out[i] = append(out[i], p.where+" "+p.host.String()+": "+d)
+		}
+		return nil
+	})
+	var drift []string
+	for _, o := range out {
+		drift = append(drift, o...)
+	}
+	return drift
+}
+
+// servicesProbe reads whether the role's services run.
+func servicesProbe(role string) func(context.Context, remote.Host) ([]string, error) {
+	return func(ctx context.Context, h remote.Host) ([]string, error) { return servicesDown(ctx, h, role) }
+}
+
 // Inspect reads the cluster-level hosts and lists what differs from s (empty: in sync). It changes nothing.
 func Inspect(ctx context.Context, dial Dialer, s *Spec) (Status, []string, error) {
 	st := Status{Primary: s.Database.Primary.Address}
-	var drift []string
-	hosts := make([]remote.Host, 0, len(s.members()))
+	var probes []probe
 	for _, m := range s.members() {
-		h, err := dial(m.host)
-		if err != nil {
-			return st, nil, err
-		}
-		hosts = append(hosts, h)
+		probes = append(probes, probe{m.what, m.host, servicesProbe(m.role)})
 	}
-	nfsHost, redisHost, primary, fronts := hosts[0], hosts[1], hosts[2], hosts[3:]
-	add := func(where string, diffs []string) {
-		for _, d := range diffs {
-			drift = append(drift, where+": "+d)
-		}
-	}
-	for i, m := range s.members() {
-		down, err := servicesDown(ctx, hosts[i], m.role)
-		if err != nil {
-			return st, nil, err
-		}
-		add(m.what+" "+m.host.String(), down)
-	}
-	es, err := nfs.InspectExport(ctx, nfsHost, nfs.Export{Clients: []string{s.ClusterCIDR}})
-	if err != nil {
-		return st, nil, err
-	}
-	add("nfs "+s.NFS.Host.String(), es.Problems())
-	rs, err := redis.Inspect(ctx, redisHost, redis.Config{BindAddress: s.Redis.Host.Address, Password: s.Redis.Password})
-	if err != nil {
-		return st, nil, err
-	}
-	add("redis "+s.Redis.Host.String(), rs.Problems())
-	ps, err := mariadb.InspectPrimary(ctx, primary, s.primaryConfig())
-	if err != nil {
-		return st, nil, err
-	}
-	add("database "+s.Database.Primary.String(), ps.Diffs)
-	for i, h := range fronts {
-		hs, err := haproxy.Inspect(ctx, h)
-		if err != nil {
-			return st, nil, err
-		}
-		add("front end "+s.Frontends[i].String(), hs.SiteDiffs(haproxy.Site{TLSCertificatePEM: s.TLSCertificate, TLSKeyPEM: s.TLSKey}))
-		if s.VIP != "" {
+	probes = append(probes,
+		probe{"nfs", s.NFS.Host, func(ctx context.Context, h remote.Host) ([]string, error) {
+			es, err := nfs.InspectExport(ctx, h, nfs.Export{Clients: []string{s.ClusterCIDR}})
+			return es.Problems(), err
+		}},
+		probe{"redis", s.Redis.Host, func(ctx context.Context, h remote.Host) ([]string, error) {
+			rs, err := redis.Inspect(ctx, h, redis.Config{BindAddress: s.Redis.Host.Address, Password: s.Redis.Password})
+			return rs.Problems(), err
+		}},
+		probe{"database primary", s.Database.Primary, func(ctx context.Context, h remote.Host) ([]string, error) {
+			ps, err := mariadb.InspectPrimary(ctx, h, s.primaryConfig())
+			if err == nil {
+				st.MoodleVersion, st.MoodleRelease = siteVersion(ctx, h, s.Database.Name)
+			}
+			return ps.Diffs, err
+		}},
+	)
+	for i, f := range s.Frontends {
+		probes = append(probes, probe{"front end", f, func(ctx context.Context, h remote.Host) ([]string, error) {
+			hs, err := haproxy.Inspect(ctx, h)
+			if err != nil {
+				return nil, err
+			}
+			diffs := hs.SiteDiffs(haproxy.Site{TLSCertificatePEM: s.TLSCertificate, TLSKeyPEM: s.TLSKey})
+			if s.VIP == "" {
+				return diffs, nil
+			}
 			v, err := s.vip(i)
 			if err != nil {
-				return st, nil, err
+				return diffs, err
 			}
 			vs, err := haproxy.InspectVIP(ctx, h, v)
-			if err != nil {
-				return st, nil, err
-			}
-			add("front end "+s.Frontends[i].String(), vs.Diffs)
-		}
+			return append(diffs, vs.Diffs...), err
+		}})
 	}
-	st.MoodleVersion, st.MoodleRelease = siteVersion(ctx, primary, s.Database.Name)
-	return st, drift, nil
+	return st, runProbes(ctx, dial, probes), nil
 }
-
-// ErrNotReachable wraps errors of hosts that did not answer, so callers can tell them apart.
-var ErrNotReachable = errors.New("host not reachable")
 
 func routerID(name string) int {
 	h := 0
@@ -278,5 +299,3 @@ func routerID(name string) int {
 	}
 	return h + 1
 }
-
-func portString(p int) string { return strconv.Itoa(p) }

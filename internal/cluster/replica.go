@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mohd-dev/mohd/internal/mariadb"
+	"github.com/mohd-dev/mohd/internal/remote"
 )
 
 // Replica is a MariaDB replica of the cluster's primary.
@@ -78,25 +79,20 @@ func ApplyReplica(ctx context.Context, dial Dialer, s *Spec, r Replica, create b
 	return st, err
 }
 
-// InspectReplica reads the replica's state and lists what differs from replicating from the primary.
+// InspectReplica reads the replica's state and lists what differs from replicating from the primary. A
+// replica that cannot be read is drift, not an error.
 func InspectReplica(ctx context.Context, dial Dialer, s *Spec, r Replica) (ReplicaStatus, []string, error) {
 	var st ReplicaStatus
-	rep, err := dial(r.Host)
-	if err != nil {
-		return st, nil, err
-	}
-	st.ReplicaStatus, err = mariadb.InspectReplica(ctx, rep)
-	if err != nil {
-		return st, nil, err
-	}
 	if s.isPrimary(r) {
 		st.IsPrimary = true
-		return st, nil, nil
 	}
-	drift, err := mariadb.DiffReplica(ctx, rep, s.replicaConfig(r.Host.Address))
-	if err != nil {
-		return st, nil, err
-	}
+	drift := runProbes(ctx, dial, []probe{{"replica " + r.Name, r.Host, func(ctx context.Context, rep remote.Host) ([]string, error) {
+		var err error
+		if st.ReplicaStatus, err = mariadb.InspectReplica(ctx, rep); err != nil || st.IsPrimary {
+			return nil, err
+		}
+		return mariadb.DiffReplica(ctx, rep, s.replicaConfig(r.Host.Address))
+	}}})
 	return st, drift, nil
 }
 

@@ -146,6 +146,9 @@ func (s *Spec) Validate() error {
 	if d.Password == "" || d.ReplicationPassword == "" {
 		bad("the database password and the replication password must be set")
 	}
+	if strings.ContainsAny(d.Password, "\"\n") {
+		bad("the database password must not contain a double quote or a newline (the web nodes' health check reads it from an ini file)")
+	}
 	if d.User == d.ReplicationUser {
 		bad("the database user and the replication user must differ (least privilege)")
 	}
