@@ -26,8 +26,8 @@ import (
 	"github.com/mohd-dev/mohd/packer/version"
 )
 
-// lynisTarget is the Lynis hardening index every role image should reach; below it the test reports the
-// role's top suggestions (enforcing it is for later).
+// lynisTarget is the Lynis hardening index every role image must reach: a role below it fails the test
+// (the untouched base image is audited beside them for comparison only).
 const lynisTarget = 80
 
 // TestAccRoleImages bakes every role of the library with Packer as `mohd-lab role-images` does (reusing the
@@ -35,7 +35,8 @@ const lynisTarget = 80
 // promises: the manifest names the role, the role's checks pass on a clone, the firewall drops what the role
 // does not serve, SSH takes neither passwords nor root, and each clone has its own host keys and machine-id.
 // Lynis then audits one clone of each role and a host of the untouched base image; the table of hardening
-// indexes is logged and written to lynis.md in the test's artifact directory (go test -artifacts keeps it).
+// indexes is logged and written to lynis.md in the test's artifact directory (go test -artifacts keeps it),
+// and a role whose index is below lynisTarget fails the test.
 //
 //	PACKER_ACC=1 go test -count=1 -run TestAccRoleImages -v -timeout 60m ./packer
 func TestAccRoleImages(t *testing.T) {
@@ -282,7 +283,14 @@ type lynisResult struct {
 func runLynis(t *testing.T, h *lab.Host, label string, files []string) lynisResult {
 	t.Helper()
 	for _, p := range files {
-		if out, err := exec.Command("docker", "cp", p, h.Container+":"+p).CombinedOutput(); err != nil {
+		src := p
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			// The contents, into the directory: a role image has /etc/lynis already (its custom.prf), and
+			// `docker cp DIR` would then nest the copy as /etc/lynis/lynis.
+			labtest.Exec(t, h, "mkdir -p "+p)
+			src = p + "/."
+		}
+		if out, err := exec.Command("docker", "cp", src, h.Container+":"+p).CombinedOutput(); err != nil {
 			t.Fatalf("docker cp %s: %v\n%s", p, err, out)
 		}
 	}
@@ -365,6 +373,11 @@ func reportLynis(t *testing.T, results []lynisResult) {
 		t.Error(err)
 	}
 	t.Logf("Lynis report (%s):\n%s", path, b.String())
+	for _, r := range results {
+		if !strings.HasPrefix(r.Host, "base") && r.Index < lynisTarget {
+			t.Errorf("role %s: Lynis hardening index %d, below the target %d (its findings are in the report above)", r.Host, r.Index, lynisTarget)
+		}
+	}
 }
 
 // logWriter sends Packer's output to the test log, line by line.

@@ -79,7 +79,7 @@ func Apply(ctx context.Context, h remote.Host, r *Role, p Params, say Progress) 
 		}
 	}
 
-	for _, s := range r.Setup {
+	for _, s := range append(slices.Clone(commonSetup), r.Setup...) {
 		say(fmt.Sprintf("%s: %s", r.Name, s.Desc))
 		res, err := h.Run(ctx, remote.Cmd{Command: "sh -eu", Stdin: []byte(s.Script), Desc: r.Name + ": " + s.Desc})
 		if err != nil {
@@ -232,8 +232,13 @@ if systemctl is-active --quiet "$s"; then
 	case %q in restart) systemctl restart "$s"; changed=1 ;; reload) systemctl reload-or-restart "$s"; changed=1 ;; esac
 else
 	systemctl start "$s"
-	# A unit whose conditions do not hold (auditd in a container) is skipped by systemd: not a change.
-	systemctl is-active --quiet "$s" && changed=1
+	# A unit whose conditions do not hold (auditd in a container) is skipped by systemd: not a change. The
+	# failure its package's own start left, before MOHD's drop-in gave it that condition, is cleared.
+	if systemctl is-active --quiet "$s"; then
+		changed=1
+	elif [ "$(systemctl show -p ConditionResult --value "$s")" = no ]; then
+		systemctl reset-failed "$s" 2>/dev/null || true
+	fi
 fi
 [ -z "$changed" ] || echo changed`, remote.Quote(s), action(s, restart, reload))
 		res, err := h.Run(ctx, remote.Cmd{Command: "sh -eu", Stdin: []byte(script), Desc: "service " + s})

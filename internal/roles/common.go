@@ -6,17 +6,21 @@ import (
 	"strings"
 )
 
-// What every role carries: the firewall, SSH and kernel hardening, security updates, auditing, and the
-// node exporter.
+// What every role carries: the firewall, SSH and kernel hardening, security updates, auditing and process
+// accounting, intrusion prevention (fail2ban), package integrity checks (debsums), USB device control
+// (USBGuard), password quality rules, and the node exporter.
 var (
 	commonPackages = []string{
 		"nftables", "unattended-upgrades", "apt-listchanges", "auditd", "apparmor", "libpam-tmpdir",
 		"needrestart", "prometheus-node-exporter", "curl", "ca-certificates", "netbase",
+		// fail2ban reads sshd's journal through python3-systemd (Debian 12 has no auth.log without syslog).
+		"fail2ban", "python3-systemd", "debsums", "usbguard", "libpam-pwquality", "acct",
 	}
 	// Compilers and clear-text remote shells have no place on a server image.
 	commonForbidden = []string{"build-essential", "gcc", "g++", "make", "telnet", "rsh-client", "rsh-server"}
-	commonServices  = []string{"nftables", "ssh", "auditd", "unattended-upgrades", "prometheus-node-exporter"}
-	commonPorts     = []Port{
+	commonServices  = []string{"nftables", "ssh", "auditd", "unattended-upgrades", "prometheus-node-exporter",
+		"fail2ban", "usbguard", "mohd-debsums.timer", "acct", "mohd-acct-rotate.timer"}
+	commonPorts = []Port{
 		{Port: 22, What: "SSH", Public: true},
 		{Port: 9100, What: "node exporter"},
 	}
@@ -82,7 +86,55 @@ func commonFiles(r *Role, p Params) ([]File, error) {
 		// The kernel's audit subsystem is not namespaced: auditd cannot run in a container (the lab's hosts),
 		// so it is skipped there, visibly (systemctl status says why), and runs on every VM.
 		fileSpec{Path: "/etc/systemd/system/auditd.service.d/50-mohd-container.conf", Template: "common/auditd-container.conf", Restart: []string{"auditd"}},
+		fileSpec{Path: "/etc/profile.d/mohd-hardening.sh", Template: "common/profile-hardening.sh"},
+		fileSpec{Path: "/etc/systemd/coredump.conf.d/90-mohd.conf", Template: "common/coredump.conf"},
+		fileSpec{Path: "/etc/security/pwquality.conf.d/90-mohd.conf", Template: "common/pwquality.conf"},
+		// jail.local, not jail.d: fail2ban's own place for a site's settings, which package updates leave alone.
+		fileSpec{Path: "/etc/fail2ban/jail.local", Template: "common/fail2ban-jail.local", Restart: []string{"fail2ban"}},
+		fileSpec{Path: "/etc/systemd/system/mohd-debsums.service", Template: "common/debsums.service"},
+		fileSpec{Path: "/etc/systemd/system/mohd-debsums.timer", Template: "common/debsums.timer", Restart: []string{"mohd-debsums.timer"}},
+		// Process accounting (who ran what, for an investigation) is skipped in containers like auditd.
+		fileSpec{Path: "/etc/systemd/system/acct.service.d/50-mohd-container.conf", Template: "common/acct-container.conf", Restart: []string{"acct"}},
+		fileSpec{Path: "/etc/systemd/system/mohd-acct-rotate.service", Template: "common/acct-rotate.service"},
+		fileSpec{Path: "/etc/systemd/system/mohd-acct-rotate.timer", Template: "common/acct-rotate.timer", Restart: []string{"mohd-acct-rotate.timer"}},
+		fileSpec{Path: "/etc/usbguard/usbguard-daemon.conf", Template: "common/usbguard-daemon.conf", Mode: 0o600, Restart: []string{"usbguard"}},
+		fileSpec{Path: "/etc/usbguard/rules.d/50-mohd.conf", Template: "common/usbguard-rules.conf", Mode: 0o600, Restart: []string{"usbguard"}},
+		fileSpec{Path: "/etc/systemd/system/usbguard.service.d/50-mohd.conf", Template: "common/usbguard-service.conf", Restart: []string{"usbguard"}},
+		// For whoever audits the host with Lynis: the one finding MOHD requires, and why.
+		fileSpec{Path: "/etc/lynis/custom.prf", Template: "common/lynis-custom.prf"},
 	)
+}
+
+// commonSetup runs before the role's own setup.
+var commonSetup = []Step{
+	{Desc: "login defaults: umask 027, password ageing and hashing", Script: `# Edited in place: login.defs is the login package's, and most of it stays Debian's.
+# PASS_MAX_DAYS stays 99999: an expired password blocks SSH key logins too (pam_unix asks for a new password
+# and there is no terminal), which would lock MOHD out of an image's cloud user a year after first boot.
+f=/etc/login.defs
+changed=
+set_def() {
+	grep -qE "^$1[[:space:]]+$2[[:space:]]*\$" "$f" && return 0
+	if grep -qE "^$1[[:space:]]" "$f"; then
+		sed -i -E "s/^$1[[:space:]].*/$1	$2/" "$f"
+	else
+		printf '%s	%s
+' "$1" "$2" >>"$f"
+	fi
+	changed=1
+}
+set_def UMASK 027
+set_def PASS_MIN_DAYS 1
+set_def SHA_CRYPT_MIN_ROUNDS 100000
+set_def SHA_CRYPT_MAX_ROUNDS 100000
+[ -z "$changed" ] || echo changed`},
+	{Desc: "the assembler is for root only", Script: `# binutils comes with needrestart; nothing on a server assembles code, least of all a service's user.
+# dpkg-statoverride keeps the mode through package upgrades.
+f=$(readlink -f /usr/bin/as || true)
+[ -n "$f" ] && [ -e "$f" ] || exit 0
+if ! dpkg-statoverride --list "$f" >/dev/null; then
+	dpkg-statoverride --update --add root root 0750 "$f"
+	echo changed
+fi`},
 }
 
 // commonChecks are the checks every role passes.
@@ -93,6 +145,7 @@ func commonChecks(r *Role) []Step {
 		{Desc: "sshd configuration is valid and hardened", Script: `sshd -t
 sshd -T | grep -qx 'permitrootlogin no' || { echo "sshd permits root login" >&2; exit 1; }
 sshd -T | grep -qx 'passwordauthentication no' || { echo "sshd permits passwords" >&2; exit 1; }`},
+		{Desc: "fail2ban guards SSH", Script: `fail2ban-client status sshd >/dev/null || { echo "fail2ban has no sshd jail: fail2ban-client status sshd" >&2; exit 1; }`},
 		{Desc: "the firewall drops by default", Script: `nft list chain inet mohd input | grep -q 'policy drop' || { echo "no default-deny input chain loaded" >&2; exit 1; }`},
 		{Desc: "services are enabled and running", Script: servicesCheck(services)},
 		{Desc: "forbidden packages are absent", Script: fmt.Sprintf(`bad=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' %s 2>/dev/null | awk '$1=="ii" {print $2}')
