@@ -6,6 +6,8 @@ need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v git >/dev/null || need+=(git)
 command -v make >/dev/null || need+=(make)
+# Lynis audits the role images in their acceptance test (the hardening index of each role).
+command -v lynis >/dev/null || need+=(lynis)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "prereqs: missing Debian packages: ${need[*]} (apt-get install ${need[*]})" >&2
