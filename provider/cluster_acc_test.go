@@ -281,7 +281,7 @@ func TestAccClusterErrors(t *testing.T) {
 	wrongKey := strings.Replace(base, fmt.Sprintf("frontends    = [%s]", sl.host("fe1")),
 		fmt.Sprintf("frontends    = [{ address = %q, host_key = %q }]", sl.hosts["fe1"].Addr, sl.hosts["db1"].HostKey), 1)
 	unreachable := strings.Replace(strings.Replace(base, fmt.Sprintf("frontends    = [%s]", sl.host("fe1")),
-		`frontends    = [{ address = "`+unusedAddr(sl)+`" }]`, 1), "ssh {", "ssh {\n    timeout = \"5s\"", 1)
+		fmt.Sprintf("frontends    = [{ address = %q, host_key = %q }]", unusedAddr(sl), sl.hosts["db1"].HostKey), 1), "ssh {", "ssh {\n    timeout = \"5s\"", 1)
 	short := strings.Replace(base, "log_lifetime_days = 30", "log_lifetime_days = 30\n  timeouts = { create = \"3s\" }", 1)
 	// The role check runs before any change: the refused apply left Redis unconfigured.
 	untouched := func() {
@@ -293,7 +293,7 @@ func TestAccClusterErrors(t *testing.T) {
 		ProtoV6ProviderFactories: protoV6ProviderFactories,
 		Steps: []resource.TestStep{
 			{Config: wrongRole, ExpectError: wrapped(`cloned from a "redis" image, not a "nfs" one`)},
-			{PreConfig: untouched, Config: wrongKey, ExpectError: regexp.MustCompile(`(?i)host key`)},
+			{PreConfig: untouched, Config: wrongKey, ExpectError: wrapped("host key verification failed")},
 			{Config: unreachable, ExpectError: regexp.MustCompile(`(?i)timeout|timed out|no route|refused|unreachable`)},
 			{Config: short, ExpectError: regexp.MustCompile(`(?i)deadline|cancel`)},
 			{
