@@ -19,7 +19,7 @@ mkdir -p "$cache" "$bin"
 export GOFLAGS=-buildvcs=false CGO_ENABLED=0 CHECKPOINT_DISABLE=1
 
 ALL="terraform terraform-compat tofu packer packer-plugin-docker packer-plugin-vsphere packer-plugin-openstack
-terraform-provider-openstack terraform-provider-vsphere vcsim packer-sdc tfplugindocs golangci-lint"
+terraform-provider-openstack terraform-provider-vsphere vcsim packer-sdc tfplugindocs golangci-lint terraform-docs"
 
 log() { printf '==> tools: %s\n' "$*" >&2; }
 
@@ -67,6 +67,7 @@ spec() {
 	packer-sdc) echo "$PACKER_SDC_VERSION packer-sdc -" ;;
 	tfplugindocs) echo "$TFPLUGINDOCS_VERSION tfplugindocs -" ;;
 	golangci-lint) echo "$GOLANGCI_LINT_VERSION golangci-lint golangci-lint --version" ;;
+	terraform-docs) echo "$TERRAFORM_DOCS_VERSION terraform-docs terraform-docs --version" ;;
 	*) return 1 ;;
 	esac
 }
@@ -88,6 +89,7 @@ build() {
 	packer-sdc) copy_build "github.com/hashicorp/packer-plugin-sdk@v$v" "$out" ./cmd/packer-sdc "-s -w" ;;
 	tfplugindocs) go_install "github.com/hashicorp/terraform-plugin-docs/cmd/tfplugindocs@v$v" "$out" ;;
 	golangci-lint) go_install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$v" "$out" ;;
+	terraform-docs) copy_build "github.com/terraform-docs/terraform-docs@v$v" "$out" . "-s -w" ;;
 	esac
 }
 
