@@ -35,7 +35,7 @@ func newSiteLab(t *testing.T, names ...string) *siteLab {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	imgs, err := lab.EnsureRoleImages(ctx, lab.RoleImageOptions{
-		Roles:    []string{"haproxy", "web", "db", "nfs", "redis"},
+		Roles:    []string{"haproxy", "web", "db", "nfs", "redis", "monitoring"},
 		Progress: func(s string) { t.Log("images: " + s) },
 	})
 	if err != nil {
@@ -53,8 +53,11 @@ func newSiteLab(t *testing.T, names ...string) *siteLab {
 	var specs []lab.HostSpec
 	for _, n := range names {
 		role := strings.TrimRight(n, "0123456789")
-		if role == "fe" {
+		switch role {
+		case "fe":
 			role = "haproxy"
+		case "mon":
+			role = "monitoring"
 		}
 		spec := lab.RoleHostSpec(n, byRole[role])
 		if role == "web" {
@@ -78,6 +81,14 @@ func newSiteLab(t *testing.T, names ...string) *siteLab {
 		t.Logf("deploying the real Moodle tree MOODLE_SOURCE=%s", sl.code)
 	}
 	return sl
+}
+
+// monitoring is the cluster's monitoring block when the lab has a monitoring host.
+func (sl *siteLab) monitoring() string {
+	if _, ok := sl.hosts["mon1"]; !ok {
+		return ""
+	}
+	return fmt.Sprintf("\n  monitoring = { host = %s }", sl.host("mon1"))
 }
 
 func (sl *siteLab) host(name string) string {
@@ -118,7 +129,7 @@ resource "moodle_cluster" "site" {
     host     = %s
     password = "Redis-Password-42"
   }
-  code  = { path = %q }
+  code  = { path = %q }%s
   admin = {
     password = %q
     email    = "admin@example.edu"
@@ -127,7 +138,7 @@ resource "moodle_cluster" "site" {
   %s
 }
 `, sl.hosts["fe1"].Addr, sl.lab.Subnet.String(), sl.host("fe1"), sl.host(c.primary), sl.host("nfs1"), sl.host("redis1"),
-		sl.code, adminPassword, c.extra)
+		sl.code, sl.monitoring(), adminPassword, c.extra)
 	if c.replica != "" {
 		fmt.Fprintf(&b, `
 resource "moodle_db_replica" "db" {
@@ -160,7 +171,7 @@ resource "moodle_backend" %[1]q {
 // drifted and repaired, imported, scaled out and in under load with no failed request, switched over to the
 // replica and back, destroyed.
 func TestAccCluster(t *testing.T) {
-	sl := newSiteLab(t, "fe1", "web1", "web2", "web3", "db1", "db2", "nfs1", "redis1")
+	sl := newSiteLab(t, "fe1", "web1", "web2", "web3", "db1", "db2", "nfs1", "redis1", "mon1")
 	two := siteConfig{backends: []string{"web1", "web2"}, primary: "db1", replica: "db2"}
 	three := siteConfig{backends: []string{"web1", "web2", "web3"}, primary: "db1", replica: "db2"}
 	switched := siteConfig{backends: []string{"web1", "web2"}, primary: "db2", replica: "db1"}
@@ -183,6 +194,7 @@ func TestAccCluster(t *testing.T) {
 					sl.checkSharedFiles(t, "web1", "web2"),
 					sl.checkReplicaReads(t, "db1", "db2"),
 					sl.checkCronOnce(t, "db1"),
+					sl.checkScraped(t, "web1", "web2", "db1", "db2", "fe1", "redis1"),
 				),
 			},
 			{

@@ -47,6 +47,7 @@ type clusterModel struct {
 	Database        databaseModel  `tfsdk:"database"`
 	NFS             nfsModel       `tfsdk:"nfs"`
 	Redis           redisModel     `tfsdk:"redis"`
+	Monitoring      *monitorModel  `tfsdk:"monitoring"`
 	Code            codeModel      `tfsdk:"code"`
 	Admin           adminModel     `tfsdk:"admin"`
 	LogLifetimeDays types.Int64    `tfsdk:"log_lifetime_days"`
@@ -84,6 +85,11 @@ type nfsModel struct {
 type redisModel struct {
 	Host     targetModel  `tfsdk:"host"`
 	Password types.String `tfsdk:"password"`
+}
+
+type monitorModel struct {
+	Host       targetModel  `tfsdk:"host"`
+	WebhookURL types.String `tfsdk:"mattermost_webhook_url"`
 }
 
 type codeModel struct {
@@ -170,6 +176,14 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					"host":     hostAttribute("The Redis server."),
 					"password": secret("Redis password (`requirepass`)."),
 				}},
+			"monitoring": schema.SingleNestedAttribute{Optional: true,
+				MarkdownDescription: "The monitoring host (role `monitoring`: Prometheus, Alertmanager). Every cluster member, backend and " +
+					"replica registers its exporters there (node, HAProxy, Apache, PHP-FPM, MariaDB with replication, Redis).",
+				Attributes: map[string]schema.Attribute{
+					"host": hostAttribute("The monitoring host."),
+					"mattermost_webhook_url": schema.StringAttribute{Optional: true, Sensitive: true,
+						MarkdownDescription: "Mattermost incoming webhook Alertmanager posts alerts to; without it alerts stay in Alertmanager's UI."},
+				}},
 			"code": schema.SingleNestedAttribute{Required: true,
 				MarkdownDescription: "Moodle's code: a git repository and ref (your institution's mirror, pinned), or a local directory " +
 					"or `.tar.gz` the provider uploads (air-gapped sites, tests). Changing it deploys and upgrades every backend.",
@@ -232,6 +246,9 @@ func (m *clusterModel) spec(ctx context.Context) (*cluster.Spec, diag.Diagnostic
 	}
 	if m.TLS != nil {
 		s.TLSCertificate, s.TLSKey = m.TLS.Certificate.ValueString(), m.TLS.PrivateKey.ValueString()
+	}
+	if m.Monitoring != nil {
+		s.Monitoring = &cluster.Monitoring{Host: m.Monitoring.Host.host(), WebhookURL: m.Monitoring.WebhookURL.ValueString()}
 	}
 	if !m.Settings.IsNull() {
 		s.Settings = map[string]string{}

@@ -2,6 +2,7 @@ package provider_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,6 +149,44 @@ func (sl *siteLab) checkCronOnce(t *testing.T, primary string) resource.TestChec
 			return fmt.Errorf("scheduled tasks ran more than once in the same minute:\n%s", dup)
 		}
 		return nil
+	}
+}
+
+// checkScraped waits until Prometheus on the monitoring host scrapes the named hosts' node exporters "up".
+func (sl *siteLab) checkScraped(t *testing.T, hosts ...string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		var missing []string
+		for i := 0; i < 40; i++ {
+			var resp struct {
+				Data struct {
+					ActiveTargets []struct {
+						Labels map[string]string `json:"labels"`
+						Health string            `json:"health"`
+					} `json:"activeTargets"`
+				} `json:"data"`
+			}
+			body := labtest.Exec(t, sl.hosts["mon1"], `curl -fsS 'http://127.0.0.1:9090/api/v1/targets?state=active'`)
+			if err := json.Unmarshal([]byte(body), &resp); err != nil {
+				return fmt.Errorf("Prometheus' targets: %v: %.200s", err, body)
+			}
+			up := map[string]bool{}
+			for _, at := range resp.Data.ActiveTargets {
+				if at.Labels["job"] == "node" && at.Health == "up" {
+					up[at.Labels["instance"]] = true
+				}
+			}
+			missing = missing[:0]
+			for _, h := range hosts {
+				if !up[sl.hosts[h].Addr+":9100"] {
+					missing = append(missing, h)
+				}
+			}
+			if len(missing) == 0 {
+				return nil
+			}
+			time.Sleep(3 * time.Second)
+		}
+		return fmt.Errorf("Prometheus does not scrape the node exporters of %v (up) after 2 minutes", missing)
 	}
 }
 

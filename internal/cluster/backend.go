@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mohd-dev/mohd/internal/haproxy"
+	"github.com/mohd-dev/mohd/internal/monitoring"
 	"github.com/mohd-dev/mohd/internal/moodle"
 	"github.com/mohd-dev/mohd/internal/nfs"
 	"github.com/mohd-dev/mohd/internal/remote"
@@ -170,9 +171,19 @@ func ApplyBackend(ctx context.Context, dial Dialer, s *Spec, b Backend, say Prog
 	if err != nil {
 		return st, err
 	}
+	err = withMonitoring(dial, s, func(mon remote.Host) error {
+		return registerTargets(ctx, mon, s.backendMember(b), b.targets())
+	})
+	if err != nil {
+		return st, err
+	}
 	st.FPMMaxChildren = fpmMaxChildren(ctx, web)
 	st.FrontendStates, _, err = frontendStates(ctx, fronts, s.Frontends, b)
 	return st, err
+}
+
+func (b Backend) targets() []monitoring.Target {
+	return exporters("web", b.Host, monitoring.JobApache)
 }
 
 // waitServing waits until the front end's health checks see the node up, so that an apply ends with the node
@@ -352,6 +363,7 @@ func InspectBackend(ctx context.Context, dial Dialer, s *Spec, b Backend) (Backe
 			return diffs, nil
 		}})
 	}
+	probes = append(probes, s.monitoringProbe(s.backendMember(b), b.targets())...)
 	drift := runProbes(ctx, dial, probes)
 	for _, f := range s.Frontends {
 		if _, ok := st.FrontendStates[f.Address]; !ok {
@@ -373,6 +385,10 @@ func RemoveBackend(ctx context.Context, dial Dialer, s *Spec, b Backend, say Pro
 		say("front end %s: draining and removing %s", fh.Name(), b.Name)
 		return haproxy.RemoveServer(ctx, fh, b.Name, b.DrainTimeout, func(m string) { say("front end %s: %s", fh.Name(), m) })
 	})
+	if err != nil {
+		return err
+	}
+	err = withMonitoring(dial, s, func(mon remote.Host) error { return monitoring.Unregister(ctx, mon, s.backendMember(b)) })
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mohd-dev/mohd/internal/haproxy"
 	"github.com/mohd-dev/mohd/internal/mariadb"
+	"github.com/mohd-dev/mohd/internal/monitoring"
 	"github.com/mohd-dev/mohd/internal/nfs"
 	"github.com/mohd-dev/mohd/internal/redis"
 	"github.com/mohd-dev/mohd/internal/remote"
@@ -30,7 +31,7 @@ const SwitchoverTimeout = 5 * time.Minute
 func (s *Spec) members() []member {
 	var out []member
 	for _, h := range s.hosts() {
-		role := map[string]string{"nfs": "nfs", "redis": "redis", "database primary": "db"}[h.what]
+		role := map[string]string{"nfs": "nfs", "redis": "redis", "database primary": "db", "monitoring": "monitoring"}[h.what]
 		if role == "" {
 			role = "haproxy"
 		}
@@ -102,7 +103,7 @@ func Apply(ctx context.Context, dial Dialer, s *Spec, prev *Spec, say Progress) 
 	if err != nil {
 		return st, err
 	}
-	nfsHost, redisHost, primary, fronts := hosts[0], hosts[1], hosts[2], hosts[3:]
+	nfsHost, redisHost, primary, fronts := hosts[0], hosts[1], hosts[2], hosts[3:3+len(s.Frontends)]
 	if err := ensureAllServices(ctx, hosts, s.members()); err != nil {
 		return st, err
 	}
@@ -145,6 +146,16 @@ func Apply(ctx context.Context, dial Dialer, s *Spec, prev *Spec, say Progress) 
 	})
 	if err != nil {
 		return st, err
+	}
+	if s.Monitoring != nil {
+		mon := hosts[len(hosts)-1]
+		say("monitoring %s: the cluster's exporters and alerting", mon.Name())
+		if err := registerTargets(ctx, mon, s.clusterMember(), s.clusterTargets()); err != nil {
+			return st, err
+		}
+		if _, err := monitoring.ConfigureAlerting(ctx, mon, s.Monitoring.WebhookURL); err != nil {
+			return st, err
+		}
 	}
 	st.MoodleVersion, st.MoodleRelease = siteVersion(ctx, primary, s.Database.Name)
 	return st, nil
@@ -287,6 +298,16 @@ func Inspect(ctx context.Context, dial Dialer, s *Spec) (Status, []string, error
 			}
 			vs, err := haproxy.InspectVIP(ctx, h, v)
 			return append(diffs, vs.Diffs...), err
+		}})
+	}
+	if s.Monitoring != nil {
+		probes = append(probes, probe{"monitoring", s.Monitoring.Host, func(ctx context.Context, h remote.Host) ([]string, error) {
+			diffs, err := targetDiffs(ctx, h, s.clusterMember(), s.clusterTargets())
+			if err != nil {
+				return nil, err
+			}
+			ad, err := monitoring.InspectAlerting(ctx, h, s.Monitoring.WebhookURL)
+			return append(diffs, ad...), err
 		}})
 	}
 	return st, runProbes(ctx, dial, probes), nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mohd-dev/mohd/internal/mariadb"
+	"github.com/mohd-dev/mohd/internal/monitoring"
 	"github.com/mohd-dev/mohd/internal/remote"
 )
 
@@ -75,6 +76,12 @@ func ApplyReplica(ctx context.Context, dial Dialer, s *Spec, r Replica, create b
 	if _, err := mariadb.ConfigureReplica(ctx, rep, cfg); err != nil {
 		return st, err
 	}
+	err = withMonitoring(dial, s, func(mon remote.Host) error {
+		return registerTargets(ctx, mon, s.replicaMember(r), r.targets())
+	})
+	if err != nil {
+		return st, err
+	}
 	st.ReplicaStatus, err = mariadb.InspectReplica(ctx, rep)
 	return st, err
 }
@@ -86,13 +93,17 @@ func InspectReplica(ctx context.Context, dial Dialer, s *Spec, r Replica) (Repli
 	if s.isPrimary(r) {
 		st.IsPrimary = true
 	}
-	drift := runProbes(ctx, dial, []probe{{"replica " + r.Name, r.Host, func(ctx context.Context, rep remote.Host) ([]string, error) {
+	probes := []probe{{"replica " + r.Name, r.Host, func(ctx context.Context, rep remote.Host) ([]string, error) {
 		var err error
 		if st.ReplicaStatus, err = mariadb.InspectReplica(ctx, rep); err != nil || st.IsPrimary {
 			return nil, err
 		}
 		return mariadb.DiffReplica(ctx, rep, s.replicaConfig(r.Host.Address))
-	}}})
+	}}}
+	if !s.isPrimary(r) {
+		probes = append(probes, s.monitoringProbe(s.replicaMember(r), r.targets())...)
+	}
+	drift := runProbes(ctx, dial, probes)
 	return st, drift, nil
 }
 
@@ -105,5 +116,12 @@ func RemoveReplica(ctx context.Context, dial Dialer, s *Spec, r Replica) error {
 	if err != nil {
 		return err
 	}
-	return mariadb.RemoveReplica(ctx, rep)
+	if err := mariadb.RemoveReplica(ctx, rep); err != nil {
+		return err
+	}
+	return withMonitoring(dial, s, func(mon remote.Host) error { return monitoring.Unregister(ctx, mon, s.replicaMember(r)) })
+}
+
+func (r Replica) targets() []monitoring.Target {
+	return exporters("db", r.Host, monitoring.JobMySQLd)
 }

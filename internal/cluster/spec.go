@@ -63,6 +63,8 @@ type Spec struct {
 	Database Database `json:"database"`
 	NFS      NFS      `json:"nfs"`
 	Redis    Redis    `json:"redis"`
+	// Monitoring, when set, is the Prometheus + Alertmanager host every member registers its exporters with.
+	Monitoring *Monitoring `json:"monitoring,omitempty"`
 
 	Code  moodle.Source `json:"code"`
 	Admin moodle.Admin  `json:"admin"`
@@ -96,6 +98,14 @@ type NFS struct {
 type Redis struct {
 	Host     Host   `json:"host"`
 	Password string `json:"password"`
+}
+
+// Monitoring is the site's monitoring host (role monitoring).
+type Monitoring struct {
+	Host Host `json:"host"`
+	// WebhookURL is the Mattermost incoming webhook Alertmanager posts alerts to; empty keeps alerts in
+	// Alertmanager's UI.
+	WebhookURL string `json:"webhook_url,omitempty"`
 }
 
 // Validate checks what can be checked without a host: what the provider reports at plan time.
@@ -152,6 +162,11 @@ func (s *Spec) Validate() error {
 	if d.User == d.ReplicationUser {
 		bad("the database user and the replication user must differ (least privilege)")
 	}
+	if m := s.Monitoring; m != nil && m.WebhookURL != "" {
+		if u, err := url.Parse(m.WebhookURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			bad("the Mattermost webhook URL must be an http(s) URL such as https://chat.example.edu/hooks/xxx")
+		}
+	}
 	if s.Redis.Password == "" {
 		bad("the Redis password must be set")
 	}
@@ -204,6 +219,9 @@ func (s *Spec) hosts() []namedHost {
 	}
 	for i, f := range s.Frontends {
 		out = append(out, namedHost{fmt.Sprintf("front end %d", i+1), f})
+	}
+	if s.Monitoring != nil {
+		out = append(out, namedHost{"monitoring", s.Monitoring.Host})
 	}
 	return out
 }
