@@ -57,6 +57,10 @@ resource "moodle_cluster" "this" {
     host     = local.host[var.redis_host.name][0]
     password = var.redis_password
   }
+  monitoring = var.monitoring_host == null ? null : {
+    host                   = { address = var.monitoring_host.address, port = var.monitoring_host.port, host_key = var.monitoring_host.host_key }
+    mattermost_webhook_url = var.mattermost_webhook_url
+  }
 
   code = var.code
   admin = {

@@ -306,6 +306,24 @@ variable "redis_host" {
   }
 }
 
+variable "monitoring_host" {
+  description = "The monitoring host (role `monitoring`: Prometheus, Alertmanager), `{ name, address, port, host_key }`; every member registers its exporters there. `null`: no monitoring."
+  type = object({
+    name     = string
+    address  = string
+    port     = optional(number)
+    host_key = optional(string)
+  })
+  default = null
+}
+
+variable "mattermost_webhook_url" {
+  description = "Mattermost incoming webhook Alertmanager posts alerts to (with `monitoring_host`); `null` keeps alerts in Alertmanager's UI."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
 ################################################################################
 # Web nodes
 ################################################################################
