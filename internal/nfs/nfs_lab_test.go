@@ -95,26 +95,45 @@ func TestLabNFS(t *testing.T) {
 	}
 	t.Logf("served clients: %+v", st.Clients)
 
-	// Without libnfs-utils (the web image has none): MOUNT's export list, which Ganesha filters per client.
-	if err := nfs.ProbeExport(ctx, rw1, srv.Addr, ""); err != nil {
-		t.Errorf("ProbeExport (showmount) from the listed web1: %v", err)
-	}
-	err = nfs.ProbeExport(ctx, rw2, srv.Addr, "")
-	if err == nil || !strings.Contains(err.Error(), "does not export /moodledata to this host ("+web2.Addr+")") {
-		t.Errorf("ProbeExport (showmount) from the unlisted web2: %v", err)
-	} else {
-		t.Logf("web2 refused: %v", err)
-	}
-
-	t.Run("nfs-ls", func(t *testing.T) {
-		// With libnfs-utils: real NFSv3 and NFSv4 listings.
+	t.Run("showmount", func(t *testing.T) {
+		// Without libnfs-utils (the web image carries it: removed here): MOUNT's export list, which Ganesha
+		// filters per client.
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i, h := range []*lab.Host{web1, web2} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out, err := h.Exec(ctx, "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends libnfs-utils >/dev/null")
+				out, err := h.Exec(ctx, "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q libnfs-utils >/dev/null")
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: %w: %s", h.Name, err, out)
+				}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		if err := nfs.ProbeExport(ctx, rw1, srv.Addr, ""); err != nil {
+			t.Errorf("ProbeExport (showmount) from the listed web1: %v", err)
+		}
+		err := nfs.ProbeExport(ctx, rw2, srv.Addr, "")
+		if err == nil || !strings.Contains(err.Error(), "does not export /moodledata to this host ("+web2.Addr+")") {
+			t.Errorf("ProbeExport (showmount) from the unlisted web2: %v", err)
+		} else {
+			t.Logf("web2 refused: %v", err)
+		}
+	})
+
+	t.Run("nfs-ls", func(t *testing.T) {
+		// With libnfs-utils (the web role's package): real NFSv3 and NFSv4 listings.
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, h := range []*lab.Host{web1, web2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, err := h.Exec(ctx, "export DEBIAN_FRONTEND=noninteractive; command -v nfs-ls >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends libnfs-utils >/dev/null; }")
 				if err != nil {
 					errs[i] = fmt.Errorf("%s: %w: %s", h.Name, err, out)
 				}
