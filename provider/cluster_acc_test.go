@@ -61,7 +61,9 @@ func newSiteLab(t *testing.T, names ...string) *siteLab {
 		}
 		spec := lab.RoleHostSpec(n, byRole[role])
 		if role == "web" {
-			spec.Volumes = []string{sl.volume + ":/var/www/moodledata"}
+			// nocopy: a host started later (web3) must not reset the shared volume to its image's empty
+			// root-owned directory.
+			spec.Volumes = []string{sl.volume + ":/var/www/moodledata:nocopy"}
 			spec.Memory = "1536m"
 		}
 		specs = append(specs, spec)

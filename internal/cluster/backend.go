@@ -231,9 +231,10 @@ func frontendStates(ctx context.Context, fronts []remote.Host, addrs []Host, b B
 // installOnce installs Moodle's database from web unless the site is installed. The lock lives on the
 // database primary, which every backend reaches: backends created together install exactly once.
 func installOnce(ctx context.Context, web, primary remote.Host, s *Spec, say Progress) (bool, error) {
-	ok, err := moodle.Installed(ctx, web)
-	if err != nil || ok {
-		return false, err
+	// Only "installed" settles it without the lock: another backend may be installing right now, which reads
+	// as an error (a config table without a version) until it is done.
+	if ok, err := moodle.Installed(ctx, web); err == nil && ok {
+		return false, nil
 	}
 	unlock, err := primary.Lock(ctx, "moodle-install-"+s.Name)
 	if err != nil {
