@@ -4,33 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os/exec"
 	"strings"
+
+	"github.com/mohd-dev/mohd/internal/lab"
 )
 
-// docker runs the docker CLI and returns its trimmed standard output; an error carries its standard error.
-func docker(ctx context.Context, args ...string) (string, error) {
-	return dockerIn(ctx, nil, args...)
-}
-
-func dockerIn(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Stdin = stdin
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		shown := make([]string, len(args))
-		for i, a := range args {
-			if len(a) > 120 { // scripts given to sh -c
-				a = a[:120] + "…"
-			}
-			shown[i] = a
-		}
-		return stdout.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(shown, " "), err, lastLines(stderr.String(), 15))
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
+// docker and dockerIn are the lab's: one way to drive the engine.
+var (
+	docker   = lab.Docker
+	dockerIn = lab.DockerIn
+)
 
 // execRoot runs a root shell script in a container (docker exec, as an operator's console would).
 func execRoot(ctx context.Context, container, script string) (string, error) {

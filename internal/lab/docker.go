@@ -27,6 +27,15 @@ func dockerIn(ctx context.Context, stdin io.Reader, args ...string) (string, err
 	return strings.TrimSpace(stdout.String()), nil
 }
 
+// Docker runs the Docker CLI as the lab does (trimmed standard output; an error carries the command and its
+// standard error), for the tools built on the lab (the demo).
+func Docker(ctx context.Context, args ...string) (string, error) { return docker(ctx, args...) }
+
+// DockerIn is Docker with stdin fed to the command.
+func DockerIn(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
+	return dockerIn(ctx, stdin, args...)
+}
+
 // redactArgs shortens long arguments (scripts passed to sh -c) so errors stay readable.
 func redactArgs(args []string) []string {
 	out := make([]string, len(args))

@@ -98,22 +98,7 @@ func TestLabNFS(t *testing.T) {
 	t.Run("showmount", func(t *testing.T) {
 		// Without libnfs-utils (the web image carries it: removed here): MOUNT's export list, which Ganesha
 		// filters per client.
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for i, h := range []*lab.Host{web1, web2} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				out, err := h.Exec(ctx, "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q libnfs-utils >/dev/null")
-				if err != nil {
-					errs[i] = fmt.Errorf("%s: %w: %s", h.Name, err, out)
-				}
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			t.Fatal(err)
-		}
+		onEach(ctx, t, "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q libnfs-utils >/dev/null", web1, web2)
 		if err := nfs.ProbeExport(ctx, rw1, srv.Addr, ""); err != nil {
 			t.Errorf("ProbeExport (showmount) from the listed web1: %v", err)
 		}
@@ -127,22 +112,7 @@ func TestLabNFS(t *testing.T) {
 
 	t.Run("nfs-ls", func(t *testing.T) {
 		// With libnfs-utils (the web role's package): real NFSv3 and NFSv4 listings.
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for i, h := range []*lab.Host{web1, web2} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				out, err := h.Exec(ctx, "export DEBIAN_FRONTEND=noninteractive; command -v nfs-ls >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends libnfs-utils >/dev/null; }")
-				if err != nil {
-					errs[i] = fmt.Errorf("%s: %w: %s", h.Name, err, out)
-				}
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			t.Fatal(err)
-		}
+		onEach(ctx, t, "export DEBIAN_FRONTEND=noninteractive; command -v nfs-ls >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends libnfs-utils >/dev/null; }", web1, web2)
 		if err := nfs.ProbeExport(ctx, rw1, srv.Addr, nfs.DefaultExport); err != nil {
 			t.Errorf("ProbeExport (nfs-ls) from the listed web1: %v", err)
 		}
@@ -290,4 +260,24 @@ func TestLabNFS(t *testing.T) {
 		}
 		labtest.Exec(t, web1, "chown www-data:www-data "+nfs.MountPoint+" && chmod 2770 "+nfs.MountPoint)
 	})
+}
+
+// onEach runs a root script on the hosts in parallel, failing the test if it fails on any.
+func onEach(ctx context.Context, t *testing.T, script string, hosts ...*lab.Host) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(hosts))
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := h.Exec(ctx, script); err != nil {
+				errs[i] = fmt.Errorf("%s: %w: %s", h.Name, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
 }
