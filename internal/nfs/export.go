@@ -393,7 +393,7 @@ func InspectExport(ctx context.Context, h remote.Host, e Export) (ExportState, e
 		}
 	} else {
 		for _, f := range siteFiles(roleConf, blk, clients) {
-			d, err := fileDrift(ctx, h, f)
+			d, err := remote.Drift(ctx, h, f)
 			if err != nil {
 				return st, err
 			}
@@ -436,36 +436,4 @@ echo "dir=$(stat -c '%u:%g %a' ` + ExportDir + ` 2>&1)"`})
 	}
 	st.ClientsInSync = st.Served && slices.Equal(st.RWClients, st.WantRWClients)
 	return st, nil
-}
-
-// fileDrift compares f with the file on h by checksum, mode and owner: "" when identical, else what differs.
-func fileDrift(ctx context.Context, h remote.Host, f remote.File) (string, error) {
-	u, err := remote.NewUpload(h.Name(), f)
-	if err != nil {
-		return "", err
-	}
-	res, err := h.Run(ctx, u.InspectCmd())
-	if err != nil {
-		return "", err
-	}
-	in, err := remote.ParseInspection(res.Stdout)
-	if err != nil {
-		return "", fmt.Errorf("%s: inspecting %s: %w", h.Name(), f.Path, err)
-	}
-	switch in.State {
-	case remote.FileMissing:
-		return f.Path + " is missing", nil
-	case remote.FileNotFile:
-		return f.Path + " is not a regular file", nil
-	}
-	act, err := u.Decide(in)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("%s: inspecting %s: %w", h.Name(), f.Path, err)
-	case act == remote.UploadWrite:
-		return f.Path + " differs from what the provider writes (edited by hand, or the role's file changed)", nil
-	case act == remote.UploadFixOwnerMode:
-		return fmt.Sprintf("%s has mode %s owner %s:%s, want %s %s:%s", f.Path, in.Mode, in.User, in.Group, u.Mode, f.Owner, f.Group), nil
-	}
-	return "", nil
 }

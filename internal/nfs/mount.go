@@ -516,7 +516,7 @@ func InspectMount(ctx context.Context, h remote.Host, m Mount) (MountState, erro
 		files = append([]remote.File{m.unitFile()}, files...)
 	}
 	for _, f := range files {
-		d, err := fileDrift(ctx, h, f)
+		d, err := remote.Drift(ctx, h, f)
 		if err != nil {
 			return st, err
 		}

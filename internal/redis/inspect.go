@@ -96,7 +96,7 @@ func Inspect(ctx context.Context, h remote.Host, c Config) (State, error) {
 		return st, err
 	}
 	for _, f := range files {
-		d, err := fileDrift(ctx, h, f)
+		d, err := remote.Drift(ctx, h, f)
 		if err != nil {
 			return st, err
 		}
@@ -113,44 +113,6 @@ func Inspect(ctx context.Context, h remote.Host, c Config) (State, error) {
 	}
 	parseInspect(string(res.Stdout), c, &st)
 	return st, nil
-}
-
-// fileDrift compares f with the file on h without reading its content (secrets stay on the host): "" when
-// identical, else what differs.
-func fileDrift(ctx context.Context, h remote.Host, f remote.File) (string, error) {
-	u, err := remote.NewUpload(h.Name(), f)
-	if err != nil {
-		return "", err
-	}
-	res, err := h.Run(ctx, u.InspectCmd())
-	if err != nil {
-		return "", err
-	}
-	in, err := remote.ParseInspection(res.Stdout)
-	if err != nil {
-		return "", fmt.Errorf("%s: inspecting %s: %w", h.Name(), f.Path, err)
-	}
-	return describeDrift(f.Path, in, u), nil
-}
-
-func describeDrift(path string, in remote.Inspection, u *remote.Upload) string {
-	switch in.State {
-	case remote.FileMissing:
-		return path + " is missing"
-	case remote.FileNotFile:
-		return path + " is not a regular file"
-	}
-	act, err := u.Decide(in)
-	switch {
-	case err != nil:
-		return path + ": " + err.Error()
-	case act == remote.UploadWrite:
-		return path + " was changed (its content differs from the configuration)"
-	case act == remote.UploadFixOwnerMode:
-		return fmt.Sprintf("%s has mode %s owner %s:%s, want %s %s:%s", path, in.Mode, in.User, in.Group,
-			u.Mode, u.File.Owner, u.File.Group)
-	}
-	return ""
 }
 
 // inspectScript prints "key=value" lines, "config NAME=VALUE" for CONFIG GET and "info NAME:VALUE" for INFO;

@@ -199,3 +199,36 @@ func MkdirScript(f File) string {
 	}
 	return "if [ ! -d \"$d\" ]; then echo \"mohd: parent directory $d does not exist\" >&2; exit 3; fi\n"
 }
+
+// Drift compares f with the file on h by checksum, mode and owner, without reading its content back (a
+// file holding a secret stays on the host): "" when identical, else what differs, in words.
+func Drift(ctx context.Context, h Host, f File) (string, error) {
+	u, err := NewUpload(h.Name(), f)
+	if err != nil {
+		return "", err
+	}
+	res, err := h.Run(ctx, u.InspectCmd())
+	if err != nil {
+		return "", err
+	}
+	in, err := ParseInspection(res.Stdout)
+	if err != nil {
+		return "", fmt.Errorf("%s: inspecting %s: %w", h.Name(), f.Path, err)
+	}
+	switch in.State {
+	case FileMissing:
+		return f.Path + " is missing", nil
+	case FileNotFile:
+		return f.Path + " is not a regular file", nil
+	}
+	act, err := u.Decide(in)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%s: inspecting %s: %w", h.Name(), f.Path, err)
+	case act == UploadWrite:
+		return f.Path + " was changed (its content differs from what MOHD writes)", nil
+	case act == UploadFixOwnerMode:
+		return fmt.Sprintf("%s has mode %s owner %s:%s, want %s %s:%s", f.Path, in.Mode, in.User, in.Group, u.Mode, f.Owner, f.Group), nil
+	}
+	return "", nil
+}
