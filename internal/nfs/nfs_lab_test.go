@@ -156,7 +156,7 @@ func TestLabNFS(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := strings.Join(st.Problems(), "\n")
-		if st.InSync() || !strings.Contains(p, nfs.SiteExportPath+" differs") || !strings.Contains(p, "read-write clients are 172.30.0.0/16") {
+		if st.InSync() || !strings.Contains(p, nfs.SiteExportPath+" was changed") || !strings.Contains(p, "read-write clients are 172.30.0.0/16") {
 			t.Errorf("drift not reported: %s", p)
 		}
 		if changed, err := nfs.ConfigureExport(ctx, rs, only1); err != nil || !changed {
