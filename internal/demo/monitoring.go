@@ -21,19 +21,27 @@ type promTarget struct {
 	LastError string            `json:"lastError"`
 }
 
+// scrapeWait bounds how long scrapeReport waits for Prometheus to discover and scrape every target.
+var scrapeWait = 2 * time.Minute
+
 // scrapeReport asks Prometheus at base (http://host:9090) what it scrapes, once every target has been
-// scraped at least once (up to a minute after a registration), and says it per job: how many targets are
+// scraped at least once and every job of the site has targets (up to two minutes after a registration), and says it per job: how many targets are
 // up, which are down and why, and which of the site's jobs have no target.
 func scrapeReport(ctx context.Context, base string) (string, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	var targets []promTarget
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(scrapeWait)
 	for {
 		var err error
 		if targets, err = activeTargets(ctx, client, base); err != nil {
 			return "", err
 		}
-		pending := slices.ContainsFunc(targets, func(t promTarget) bool { return t.Health == "unknown" })
+		// Pending: a target not scraped yet, or a job of the site Prometheus has not discovered a target of
+		// yet (file discovery may read a file written while Prometheus was starting only later).
+		pending := slices.ContainsFunc(targets, func(t promTarget) bool { return t.Health == "unknown" }) ||
+			slices.ContainsFunc(siteJobs, func(j string) bool {
+				return !slices.ContainsFunc(targets, func(t promTarget) bool { return t.Labels["job"] == j })
+			})
 		if !pending || time.Now().After(deadline) {
 			break
 		}
