@@ -40,8 +40,10 @@ resource "moodle_cluster" "site" {
   }
 
   log_lifetime_days = 365
+  # More config.php settings; MOHD refuses unknown keys and those it sets itself (session_redis_*, db*...).
   settings = {
-    session_redis_acquire_lock_timeout = "60"
-    enable_read_only_sessions          = "true"
+    enable_read_only_sessions   = "true"
+    extramemorylimit            = "1024M"
+    preventscheduledtaskchanges = "true"
   }
 }
